@@ -1,0 +1,1 @@
+//! `herd load`: an HTTP/1.1 load generator.
