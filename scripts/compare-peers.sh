@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# compare-peers.sh: benchmark herd against its peers (Node.js cluster, nginx)
+# serving the same "hello world" over HTTP/1.1 on 127.0.0.1.
+#
+# For each server in $SERVERS, one at a time (so they never compete for the
+# CPU): start it with $WORKERS workers on a free port, wait until it accepts
+# connections and answers "hello world", warm it up, then run
+#   wrk -t1 -c$CONNECTIONS -d${DURATION}s                          (keep-alive)
+#   wrk -t1 -c$CONNECTIONS -d${DURATION}s -H 'Connection: close'   (a new connection per request)
+# sampling the resident memory of the server's whole process tree (master +
+# workers, sum of VmRSS) every $RSS_INTERVAL s while wrk runs; then stop it.
+#
+# Output (stdout, and $OUT if set): a markdown table
+#   | server | keep-alive req/s | close req/s | RSS MB |
+# then, when herd and a peer were both run, ratio lines such as
+#   herd/nginx: keep-alive 0.93x, close 1.10x, RSS 0.41x
+# Progress and diagnostics go to stderr.
+#
+# Environment:
+#   SERVERS      servers to run, space-separated (default "herd node nginx")
+#   DURATION     seconds per wrk run (default 10)
+#   WORKERS      workers per server (default 2)
+#   CONNECTIONS  wrk connections (default 64)
+#   WARMUP       seconds of unmeasured keep-alive load before measuring (default 1; 0 = none)
+#   RSS_INTERVAL seconds between RSS samples under load (default 1)
+#   HERD_BIN     herd binary to use; unset = `cargo build --release` and use target/release/herd
+#   OUT          also write the report to this file
+#   KEEP_WORK=1  keep the temp dir with server logs and raw wrk output
+#
+# Adding a server (e.g. a proxy): write start_<name> NAME that launches it with
+# `launch` and sets SERVER_PORT[NAME] (see start_node / start_nginx), and add
+# the name to SERVERS. It may start helpers (a backend) under other names with
+# `launch`: stop_all takes every recorded server down at exit.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd)
+PEERS_DIR=$SCRIPT_DIR/peers
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
+
+SERVERS=${SERVERS:-herd node nginx}
+DURATION=${DURATION:-10}
+WORKERS=${WORKERS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+WARMUP=${WARMUP:-1}
+RSS_INTERVAL=${RSS_INTERVAL:-1}
+OUT=${OUT:-}
+STOP_TIMEOUT=${STOP_TIMEOUT:-5}
+
+for v in DURATION WORKERS CONNECTIONS WARMUP; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
+done
+((DURATION > 0 && WORKERS > 0 && CONNECTIONS > 0)) || die "DURATION, WORKERS and CONNECTIONS must be > 0"
+
+WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/herd-peers.XXXXXX")
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_all
+    if [[ ${KEEP_WORK:-0} == 1 || $rc -ne 0 ]]; then
+        log "logs and raw wrk output kept in $WORK_DIR"
+    else
+        rm -rf -- "$WORK_DIR"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+# Say where an unexpected failure happened (set -e alone exits silently).
+set -E
+trap 'log "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+wants() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------- setup ----
+
+install_deps() {
+    local pkgs=()
+    have wrk || pkgs+=(wrk)
+    have curl || pkgs+=(curl)
+    if wants nginx && ! have nginx && [[ ! -x /usr/sbin/nginx ]]; then pkgs+=(nginx-light); fi
+    ((${#pkgs[@]} == 0)) && return 0
+    ((EUID == 0)) || die "missing ${pkgs[*]}, and installing needs root"
+    log "installing ${pkgs[*]}"
+    apt-get update >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}" >&2
+}
+
+NGINX_BIN=
+HERD_BIN=${HERD_BIN:-}
+
+prepare() {
+    local name
+    [[ -n ${SERVERS// /} ]] || die "SERVERS is empty"
+    for name in $SERVERS; do
+        declare -F "start_$name" >/dev/null || die "unknown server '$name' in SERVERS (no start_$name function)"
+    done
+    install_deps
+    have python3 || die "python3 is needed to pick free ports"
+    if wants node; then
+        have node || die "node is not installed (v20 expected)"
+    fi
+    if wants nginx; then
+        NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+        ((EUID == 0)) || die "nginx is run as root (its workers drop to nobody); run this as root"
+    fi
+    if wants herd; then
+        if [[ -z $HERD_BIN ]]; then
+            log "building herd (cargo build --release)"
+            (cd "$REPO_ROOT" && cargo build --release >&2)
+            HERD_BIN=$REPO_ROOT/target/release/herd
+        fi
+        [[ -x $HERD_BIN ]] || die "herd binary not found or not executable: $HERD_BIN"
+    fi
+}
+
+# -------------------------------------------------------------- servers ----
+# start_<kind> NAME: launch the server as NAME and set SERVER_PORT[NAME].
+# start_server waits for it to accept and checks its answer.
+
+start_herd() {
+    local name=$1
+    # RUST_LOG: herd logs its "listening on" line through env_logger.
+    RUST_LOG=${RUST_LOG:-info} launch "$name" "$WORK_DIR/$name.log" \
+        "$HERD_BIN" serve --listen 127.0.0.1:0 --workers "$WORKERS"
+    SERVER_PORT[$name]=$(wait_log_port "$name" 'listening on 127\.0\.0\.1:[0-9]+' 30)
+}
+
+start_node() {
+    local name=$1 port
+    port=$(free_port)
+    PORT=$port launch "$name" "$WORK_DIR/$name.log" node "$PEERS_DIR/node-cluster.js" "$WORKERS"
+    SERVER_PORT[$name]=$port
+}
+
+start_nginx() {
+    local name=$1 port prefix
+    port=$(free_port)
+    prefix=$WORK_DIR/$name
+    mkdir -p "$prefix"
+    sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$prefix|g" \
+        "$PEERS_DIR/nginx.conf.template" >"$prefix/nginx.conf"
+    # -e: the startup error log, before the config's error_log applies.
+    launch "$name" "$WORK_DIR/$name.log" \
+        "$NGINX_BIN" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log"
+    SERVER_PORT[$name]=$port
+}
+
+start_server() {
+    local name=$1
+    declare -F "start_$name" >/dev/null || die "unknown server '$name' (no start_$name function)"
+    "start_$name" "$name"
+    wait_port "$name" "${SERVER_PORT[$name]}" 30
+    check_hello "${SERVER_PORT[$name]}"
+    log "$name: listening on 127.0.0.1:${SERVER_PORT[$name]}, answers 200 'hello world'"
+}
+
+# ------------------------------------------------------------ benchmark ----
+
+declare -A RPS_KA=() RPS_CLOSE=() RSS_MB=() NOTES=()
+
+bench_server() {
+    local name=$1 peak=0 wrk_base=(-t1 "-c$CONNECTIONS" "-d${DURATION}s")
+    if ((WARMUP > 0)); then
+        log "$name: warm-up ${WARMUP}s"
+        run_wrk "$name" "$WORK_DIR/$name.warmup.txt" -t1 "-c$CONNECTIONS" "-d${WARMUP}s"
+    fi
+
+    log "$name: keep-alive, wrk ${wrk_base[*]}"
+    run_wrk "$name" "$WORK_DIR/$name.keepalive.txt" "${wrk_base[@]}"
+    RPS_KA[$name]=$WRK_RPS
+    peak=$WRK_PEAK_RSS_KB
+    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="keep-alive: $WRK_ERRORS. "
+
+    log "$name: Connection: close, wrk ${wrk_base[*]}"
+    run_wrk "$name" "$WORK_DIR/$name.close.txt" "${wrk_base[@]}" -H 'Connection: close'
+    RPS_CLOSE[$name]=$WRK_RPS
+    ((WRK_PEAK_RSS_KB > peak)) && peak=$WRK_PEAK_RSS_KB
+    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="close: $WRK_ERRORS. "
+
+    ((peak > 0)) || die "$name: no RSS sample was taken under load (DURATION too short for RSS_INTERVAL?)"
+    RSS_MB[$name]=$(awk -v kb="$peak" 'BEGIN { printf "%.1f", kb / 1024 }')
+    log "$name: keep-alive ${RPS_KA[$name]} req/s, close ${RPS_CLOSE[$name]} req/s, peak RSS ${RSS_MB[$name]} MB"
+}
+
+# --------------------------------------------------------------- report ----
+
+# ratio A B: A/B as "1.23x", or "n/a" if B is 0.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }'; }
+
+report() {
+    local name peer
+    echo "## herd vs peers: hello world, ${WORKERS} workers, wrk -t1 -c${CONNECTIONS} -d${DURATION}s"
+    echo
+    echo "Machine: $(nproc) CPUs, $(uname -sr). $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "RSS MB: peak under load of the summed VmRSS of the server's process tree (master + workers)."
+    echo
+    echo "| server | keep-alive req/s | close req/s | RSS MB |"
+    echo "|---|---:|---:|---:|"
+    for name in $SERVERS; do
+        printf '| %s | %.0f | %.0f | %s |\n' "$name" "${RPS_KA[$name]}" "${RPS_CLOSE[$name]}" "${RSS_MB[$name]}"
+    done
+    if [[ -n ${RPS_KA[herd]:-} ]]; then
+        echo
+        for peer in nginx node; do
+            [[ -n ${RPS_KA[$peer]:-} ]] || continue
+            echo "herd/$peer: keep-alive $(ratio "${RPS_KA[herd]}" "${RPS_KA[$peer]}")," \
+                "close $(ratio "${RPS_CLOSE[herd]}" "${RPS_CLOSE[$peer]}")," \
+                "RSS $(ratio "${RSS_MB[herd]}" "${RSS_MB[$peer]}")"
+        done
+    fi
+    local noted=0
+    for name in $SERVERS; do
+        [[ -n ${NOTES[$name]:-} ]] || continue
+        ((noted)) || echo
+        noted=1
+        echo "wrk errors, $name: ${NOTES[$name]% }"
+    done
+}
+
+versions() {
+    local v=()
+    wants node && v+=("node $(node --version)")
+    wants nginx && v+=("$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/|nginx |')")
+    # wrk --version exits 1 after printing.
+    v+=("$( (wrk --version 2>&1 || true) | awk 'NR == 1 { print "wrk " $2 }')")
+    log "versions: ${v[*]}"
+}
+
+# ----------------------------------------------------------------- main ----
+
+main() {
+    local name
+    prepare
+    versions
+    for name in $SERVERS; do
+        start_server "$name"
+        bench_server "$name"
+        stop_server "$name"
+    done
+    if [[ -n $OUT ]]; then
+        report | tee "$OUT"
+    else
+        report
+    fi
+}
+
+main "$@"
