@@ -144,13 +144,18 @@ pub fn parse_head<'b, 'h>(
 /// or not. Empty lines before the request line are allowed (RFC 9112 §2.2) and not counted;
 /// their total is bounded by `max_header_bytes` like the rest of the head.
 fn check_request_line(buf: &[u8], limits: &Limits) -> Result<(), HttpError> {
+    let max_line = limits.max_uri_bytes.saturating_add(REQUEST_LINE_SLACK);
+    if buf.len() <= max_line {
+        // The common case, which spares the hot path a scan for the end of the line.
+        return Ok(());
+    }
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len());
     let line = &buf[start..];
     let line_len = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
-    if line_len > limits.max_uri_bytes.saturating_add(REQUEST_LINE_SLACK) {
+    if line_len > max_line {
         return Err(HttpError::UriTooLong);
     }
     Ok(())

@@ -7,12 +7,17 @@
 //! reference into the buffers between calls; all it remembers is where it is:
 //!
 //! ```text
-//!            complete head, no body             response with Connection: close,
-//!          ┌─────────────────────────┐          error, timeout
-//!          ▼                         │        ┌──────────────────────────────► Closed
-//!   ┌────────────┐  head with body  ┌┴────────┴─┐
-//!   │    Head    ├─────────────────►│   Body    │ body complete: respond, back to Head
-//!   └────────────┘                  └───────────┘
+//!     request without a body:
+//!     answered, stays in Head
+//!          ┌─────┐
+//!          │     ▼
+//!       ┌──┴───────┐  head announces a body   ┌──────────┐
+//!       │   Head   ├─────────────────────────►│   Body   │
+//!       │          │◄─────────────────────────┤          │
+//!       └────┬─────┘  body complete: answered └────┬─────┘
+//!            │                                     │
+//!            │ Connection: close, error or timeout │
+//!            └─────────────► Closed ◄──────────────┘
 //! ```
 //!
 //! While a body arrives, its request head stays at the front of `input` (it is re-parsed when
@@ -128,6 +133,8 @@ impl Session {
         // Bytes at the front of `input` that belong to answered requests. They are removed
         // once, at the end, rather than after every pipelined request.
         let mut pos = 0;
+        // Terminates: every step consumes input, waits, or (Advance(0)) moves from Head to
+        // Body, from where the next step consumes or waits.
         let next = loop {
             let step = match self.state {
                 State::Closed => break Next::Close,
