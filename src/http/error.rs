@@ -1,0 +1,85 @@
+//! [`HttpError`]: every way a request can be refused, and the status code that refuses it.
+
+use std::fmt;
+
+/// Why a request cannot be served. Each variant maps to the status code sent back
+/// (see [`HttpError::status`]); after any of them the connection is closed, because the
+/// framing of whatever follows on the connection can no longer be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpError {
+    /// The request head is syntactically invalid (400).
+    BadRequest,
+    /// An HTTP/1.1 request without exactly one `Host` header, or an HTTP/1.0 one with several
+    /// (400, RFC 9112 §3.2).
+    InvalidHost,
+    /// The request head, or a chunked body's trailer section, is larger than
+    /// [`Limits::max_header_bytes`](super::Limits::max_header_bytes) (431).
+    HeadersTooLarge,
+    /// More header fields than [`Limits::max_headers`](super::Limits::max_headers) (431).
+    TooManyHeaders,
+    /// The request target or request line is too long (414).
+    UriTooLong,
+    /// A `Transfer-Encoding` other than exactly `chunked` (501): herd decodes no other coding.
+    UnsupportedTransferEncoding,
+    /// An HTTP version other than 1.0 and 1.1 (505).
+    VersionNotSupported,
+    /// Both `Content-Length` and `Transfer-Encoding`, or `Transfer-Encoding` in an HTTP/1.0
+    /// request (400): the classic request-smuggling ambiguity, refused rather than resolved.
+    ConflictingFraming,
+    /// A `Content-Length` that is not a decimal number, or several that differ (400).
+    InvalidContentLength,
+    /// The body is larger than [`Limits::max_body_bytes`](super::Limits::max_body_bytes) (413).
+    BodyTooLarge,
+    /// A malformed chunk-size line, chunk terminator or trailer field (400).
+    InvalidChunk,
+    /// An `Expect` header other than `100-continue` (417).
+    ExpectationFailed,
+    /// The client took too long to send its request (408).
+    Timeout,
+    /// The handler panicked (500).
+    HandlerPanicked,
+}
+
+impl HttpError {
+    /// The status code of the response that reports this error.
+    pub fn status(self) -> u16 {
+        match self {
+            HttpError::BadRequest
+            | HttpError::InvalidHost
+            | HttpError::ConflictingFraming
+            | HttpError::InvalidContentLength
+            | HttpError::InvalidChunk => 400,
+            HttpError::Timeout => 408,
+            HttpError::BodyTooLarge => 413,
+            HttpError::UriTooLong => 414,
+            HttpError::ExpectationFailed => 417,
+            HttpError::HeadersTooLarge | HttpError::TooManyHeaders => 431,
+            HttpError::HandlerPanicked => 500,
+            HttpError::UnsupportedTransferEncoding => 501,
+            HttpError::VersionNotSupported => 505,
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HttpError::BadRequest => "malformed request head",
+            HttpError::InvalidHost => "missing or repeated Host header",
+            HttpError::HeadersTooLarge => "request head or trailers too large",
+            HttpError::TooManyHeaders => "too many header fields",
+            HttpError::UriTooLong => "request target too long",
+            HttpError::UnsupportedTransferEncoding => "unsupported Transfer-Encoding",
+            HttpError::VersionNotSupported => "unsupported HTTP version",
+            HttpError::ConflictingFraming => "ambiguous message framing",
+            HttpError::InvalidContentLength => "invalid Content-Length",
+            HttpError::BodyTooLarge => "request body too large",
+            HttpError::InvalidChunk => "malformed chunked body",
+            HttpError::ExpectationFailed => "unsupported expectation",
+            HttpError::Timeout => "request timed out",
+            HttpError::HandlerPanicked => "handler panicked",
+        })
+    }
+}
+
+impl std::error::Error for HttpError {}

@@ -1,0 +1,72 @@
+//! [`Request`]: what a [`Handler`](super::Handler) sees of a request.
+
+use httparse::Header;
+
+use super::head::{find_header, Head};
+
+/// A complete request, borrowed from the session's buffers for the duration of one
+/// [`Handler::handle`](super::Handler::handle) call. Nothing is copied to build it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    version: u8,
+    headers: &'a [Header<'a>],
+    body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// A request from its parts; handy to unit-test a handler without a session.
+    pub fn new(
+        method: &'a str,
+        path: &'a str,
+        version: u8,
+        headers: &'a [Header<'a>],
+        body: &'a [u8],
+    ) -> Request<'a> {
+        Request {
+            method,
+            path,
+            version,
+            headers,
+            body,
+        }
+    }
+
+    /// The request for a parsed head and its decoded body.
+    pub(crate) fn from_head(head: &Head<'a, 'a>, body: &'a [u8]) -> Request<'a> {
+        Request::new(head.method, head.path, head.version, head.headers, body)
+    }
+
+    /// The method, such as `GET`. Methods are case-sensitive.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The request target as sent, such as `/search?q=herd` (path and query, not decoded).
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+
+    /// The minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// The value of the first header field called `name`, compared case-insensitively, with
+    /// surrounding whitespace removed.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        find_header(self.headers, name)
+    }
+
+    /// Every header field as `(name, value)`, in the order received; repeated fields appear
+    /// once per occurrence.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        self.headers.iter().map(|h| (h.name, h.value))
+    }
+
+    /// The complete body, already de-chunked; empty when the request has none.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+}
