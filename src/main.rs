@@ -1,1 +1,5 @@
-fn main() {}
+//! The `herd` binary: see `herd --help`. Everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    herd::cli::main()
+}

@@ -1,0 +1,70 @@
+//! The request handlers `herd serve` ships with (`--app`).
+//!
+//! * `hello`: every request gets `200 OK` and `hello world` (the design document's server).
+//! * `bench`: the handler the policy benchmarks and the tests drive:
+//!   `/worker` answers the worker's id, `/echo…` answers `METHOD PATH BODY`, `/cost/N` burns N µs of CPU before answering,
+//!   `/sleep/N` blocks the whole worker for N ms (a stall), anything else is `hello world`.
+
+use std::time::{Duration, Instant};
+
+use crate::http::{Request, Response};
+use crate::worker::worker_id;
+
+/// The built-in applications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum App {
+    /// `hello world` for every request.
+    #[default]
+    Hello,
+    /// `/worker`, `/echo…`, `/cost/N` (µs of CPU), `/sleep/N` (ms blocking); else `hello world`.
+    Bench,
+}
+
+impl App {
+    /// The handler function for this app.
+    pub fn handler(self) -> fn(&Request<'_>, &mut Response) {
+        match self {
+            App::Hello => hello,
+            App::Bench => bench,
+        }
+    }
+}
+
+/// `200 OK`, `hello world`.
+pub fn hello(_req: &Request<'_>, res: &mut Response) {
+    res.body(b"hello world");
+}
+
+/// The benchmark handler (see the module docs).
+pub fn bench(req: &Request<'_>, res: &mut Response) {
+    let path = req.path();
+    if path == "/worker" {
+        res.body(worker_id().to_string());
+    } else if path.starts_with("/echo") {
+        res.write(req.method().as_bytes());
+        res.write(b" ");
+        res.write(path.as_bytes());
+        res.write(b" ");
+        res.write(req.body());
+    } else if let Some(n) = number_after(path, "/cost/") {
+        // Busy work the optimiser cannot remove: spin on the clock.
+        let until = Instant::now() + Duration::from_micros(n);
+        let mut spins = 0u64;
+        while Instant::now() < until {
+            spins = std::hint::black_box(spins + 1);
+        }
+        res.body(b"hello world");
+    } else if let Some(n) = number_after(path, "/sleep/") {
+        std::thread::sleep(Duration::from_millis(n));
+        res.body(b"hello world");
+    } else {
+        res.body(b"hello world");
+    }
+}
+
+fn number_after(path: &str, prefix: &str) -> Option<u64> {
+    path.strip_prefix(prefix)?
+        .parse()
+        .ok()
+        .map(|n: u64| n.min(60_000_000))
+}

@@ -1,0 +1,515 @@
+//! The wire between the master and one worker.
+//!
+//! Each worker gets one `SOCK_SEQPACKET` Unix socketpair, created by the master just before
+//! `fork()`. Seqpacket keeps message boundaries (one `send` is one `recv`, never split or
+//! merged) and keeps them in order, so the framing rule is simply: **one packet is one
+//! message**, its first byte the tag, fixed-width little-endian fields after it. The fds of a
+//! [`ToWorker::Handoff`] travel in the same packet as `SCM_RIGHTS` ancillary data, so a
+//! connection and its description can never be separated.
+//!
+//! ```text
+//! master → worker                         worker → master
+//! 1 Handoff  seq:u64 n:u8 listener:u16×n  1 Online
+//!            + n fds (SCM_RIGHTS)         2 Listen   req:u32 addr:utf8
+//! 2 ListenOk req:u32 listener:u16 addr    3 Ack      seq:u64 closed:u32 requests:u32
+//! 3 ListenErr req:u32 error:utf8          4 Nack     seq:u64
+//! 4 Message  payload                      5 Message  payload
+//! 5 Drain
+//! ```
+//!
+//! Why an acknowledgement: the master keeps its own copy of every fd it hands off until the
+//! worker acknowledges the handoff. If the worker dies with the packet still queued in its
+//! socket, the kernel closes the queued fds, but the master's copies keep the connections
+//! alive and it hands them to another worker (Node's round-robin handle does the same). The
+//! worker acknowledges a handoff before it touches any connection in it, so a connection is
+//! never served twice. `Nack` says the fds never arrived (the worker ran out of descriptors and
+//! the kernel truncated the ancillary data): the master hands them elsewhere.
+
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use sendfd::SendWithFd;
+
+/// The most fds one handoff carries. Batching amortises the master's `sendmsg` and the
+/// worker's `recvmsg` + acknowledgement over several connections; 16 keeps the packet small.
+pub const MAX_FDS_PER_HANDOFF: usize = 16;
+
+/// The largest user message ([`ToWorker::Message`], [`ToMaster::Message`]) in bytes.
+/// A seqpacket message must fit the socket's send buffer whole; 64 KiB always does.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Index of a listening socket in the master's table, as the worker knows it.
+pub type ListenerId = u16;
+
+/// A message from the master to a worker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ToWorker {
+    /// Connections to serve: `listeners[i]` is the listener the i-th attached fd came from.
+    Handoff {
+        /// Handoff sequence number, acknowledged by [`ToMaster::Ack`].
+        seq: u64,
+        /// One listener id per attached fd, in order.
+        listeners: Vec<ListenerId>,
+    },
+    /// The listen request `req` succeeded: connections for `addr` come tagged `listener`.
+    ListenOk {
+        /// The request id from [`ToMaster::Listen`].
+        req: u32,
+        /// The listener's id in later handoffs.
+        listener: ListenerId,
+        /// The bound address (the real port when port 0 was asked for).
+        addr: String,
+    },
+    /// The listen request `req` failed (bad address, address in use, …).
+    ListenErr {
+        /// The request id from [`ToMaster::Listen`].
+        req: u32,
+        /// The bind error, as text.
+        error: String,
+    },
+    /// A user message (`Control::send` / `broadcast`).
+    Message(Vec<u8>),
+    /// Stop taking connections, finish in-flight requests, close idle ones, then exit.
+    Drain,
+}
+
+/// A message from a worker to the master.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ToMaster {
+    /// The worker process is up and its event loop is about to start.
+    Online,
+    /// Please listen on `addr` and share it with me (Node's `server.listen()` in a worker).
+    Listen {
+        /// Echoed in the reply.
+        req: u32,
+        /// The address as the worker wrote it, e.g. `127.0.0.1:3000`.
+        addr: String,
+    },
+    /// Every handoff up to and including `seq` arrived; also the worker's counters since the
+    /// previous `Ack` (connections closed, requests answered), which keeps them batched.
+    Ack {
+        /// The highest handoff sequence number received (0: none yet).
+        seq: u64,
+        /// Connections closed since the last report.
+        closed: u32,
+        /// Requests answered since the last report.
+        requests: u32,
+    },
+    /// Handoff `seq` arrived without its fds (descriptor exhaustion): hand them elsewhere.
+    Nack {
+        /// The handoff that lost its fds.
+        seq: u64,
+    },
+    /// A user message (`Worker::send`).
+    Message(Vec<u8>),
+}
+
+/// Why a packet could not be decoded: a bug or a mismatched binary, never normal flow.
+#[derive(Debug)]
+pub struct DecodeError(&'static str);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad channel packet: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl From<DecodeError> for io::Error {
+    fn from(e: DecodeError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+}
+
+/// Reads the fixed-width fields of one packet, front to back.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        mem::take(&mut self.0)
+    }
+    fn string(&mut self) -> Result<String, DecodeError> {
+        String::from_utf8(self.rest().to_vec()).map_err(|_| DecodeError("not utf-8"))
+    }
+}
+
+impl ToWorker {
+    /// Appends the packet to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        match self {
+            ToWorker::Handoff { seq, listeners } => {
+                buf.push(1);
+                buf.extend_from_slice(&seq.to_le_bytes());
+                buf.push(listeners.len() as u8);
+                for l in listeners {
+                    buf.extend_from_slice(&l.to_le_bytes());
+                }
+            }
+            ToWorker::ListenOk {
+                req,
+                listener,
+                addr,
+            } => {
+                buf.push(2);
+                buf.extend_from_slice(&req.to_le_bytes());
+                buf.extend_from_slice(&listener.to_le_bytes());
+                buf.extend_from_slice(addr.as_bytes());
+            }
+            ToWorker::ListenErr { req, error } => {
+                buf.push(3);
+                buf.extend_from_slice(&req.to_le_bytes());
+                buf.extend_from_slice(error.as_bytes());
+            }
+            ToWorker::Message(payload) => {
+                buf.push(4);
+                buf.extend_from_slice(payload);
+            }
+            ToWorker::Drain => buf.push(5),
+        }
+    }
+
+    /// Decodes one packet.
+    pub fn decode(packet: &[u8]) -> Result<ToWorker, DecodeError> {
+        let mut r = Reader(packet);
+        Ok(match r.u8()? {
+            1 => {
+                let seq = r.u64()?;
+                let n = r.u8()? as usize;
+                let listeners = (0..n).map(|_| r.u16()).collect::<Result<_, _>>()?;
+                ToWorker::Handoff { seq, listeners }
+            }
+            2 => ToWorker::ListenOk {
+                req: r.u32()?,
+                listener: r.u16()?,
+                addr: r.string()?,
+            },
+            3 => ToWorker::ListenErr {
+                req: r.u32()?,
+                error: r.string()?,
+            },
+            4 => ToWorker::Message(r.rest().to_vec()),
+            5 => ToWorker::Drain,
+            _ => return Err(DecodeError("unknown tag")),
+        })
+    }
+}
+
+impl ToMaster {
+    /// Appends the packet to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        match self {
+            ToMaster::Online => buf.push(1),
+            ToMaster::Listen { req, addr } => {
+                buf.push(2);
+                buf.extend_from_slice(&req.to_le_bytes());
+                buf.extend_from_slice(addr.as_bytes());
+            }
+            ToMaster::Ack {
+                seq,
+                closed,
+                requests,
+            } => {
+                buf.push(3);
+                buf.extend_from_slice(&seq.to_le_bytes());
+                buf.extend_from_slice(&closed.to_le_bytes());
+                buf.extend_from_slice(&requests.to_le_bytes());
+            }
+            ToMaster::Nack { seq } => {
+                buf.push(4);
+                buf.extend_from_slice(&seq.to_le_bytes());
+            }
+            ToMaster::Message(payload) => {
+                buf.push(5);
+                buf.extend_from_slice(payload);
+            }
+        }
+    }
+
+    /// Decodes one packet.
+    pub fn decode(packet: &[u8]) -> Result<ToMaster, DecodeError> {
+        let mut r = Reader(packet);
+        Ok(match r.u8()? {
+            1 => ToMaster::Online,
+            2 => ToMaster::Listen {
+                req: r.u32()?,
+                addr: r.string()?,
+            },
+            3 => ToMaster::Ack {
+                seq: r.u64()?,
+                closed: r.u32()?,
+                requests: r.u32()?,
+            },
+            4 => ToMaster::Nack { seq: r.u64()? },
+            5 => ToMaster::Message(r.rest().to_vec()),
+            _ => return Err(DecodeError("unknown tag")),
+        })
+    }
+}
+
+/// One end of a master–worker socketpair (non-blocking, close-on-exec).
+///
+/// The type is a `UnixDatagram` only as a carrier for the fd: `send`/`recv` on a connected
+/// seqpacket socket behave exactly as on a connected datagram socket.
+#[derive(Debug)]
+pub struct Channel {
+    sock: UnixDatagram,
+    /// Reused encode buffer, so a send does not allocate.
+    scratch: Vec<u8>,
+}
+
+/// What one [`Channel::recv`] produced.
+#[derive(Debug)]
+pub enum Received {
+    /// A packet and the fds that came with it (owned: dropping them closes them).
+    Packet(usize, Vec<OwnedFd>),
+    /// The packet's fds did not all fit in this process (`MSG_CTRUNC`, usually `EMFILE`):
+    /// the ones that did arrive are already closed. The packet bytes are intact.
+    Truncated(usize),
+    /// Nothing to read now.
+    WouldBlock,
+    /// The other end is gone.
+    Closed,
+}
+
+impl Channel {
+    /// A connected pair: `(master end, worker end)`.
+    pub fn pair() -> io::Result<(Channel, Channel)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Channel::from_owned(a), Channel::from_owned(b)))
+    }
+
+    fn from_owned(fd: OwnedFd) -> Channel {
+        Channel {
+            sock: UnixDatagram::from(fd),
+            scratch: Vec::with_capacity(256),
+        }
+    }
+
+    /// Switches between blocking (a worker waiting for its listen reply) and non-blocking.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.sock.set_nonblocking(nonblocking)
+    }
+
+    /// Sends one packet with `fds` attached. `WouldBlock` means the peer's queue is full;
+    /// the caller keeps the message and retries on the next writable event.
+    pub fn send_with_fds(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>),
+        fds: &[RawFd],
+    ) -> io::Result<()> {
+        self.scratch.clear();
+        encode(&mut self.scratch);
+        loop {
+            let r = if fds.is_empty() {
+                self.sock.send(&self.scratch)
+            } else {
+                self.sock.send_with_fd(&self.scratch, fds)
+            };
+            match r {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends a master → worker message without fds.
+    pub fn send_to_worker(&mut self, msg: &ToWorker) -> io::Result<()> {
+        self.send_with_fds(|b| msg.encode(b), &[])
+    }
+
+    /// Sends a worker → master message.
+    pub fn send_to_master(&mut self, msg: &ToMaster) -> io::Result<()> {
+        self.send_with_fds(|b| msg.encode(b), &[])
+    }
+
+    /// Receives one packet into `buf`, with up to [`MAX_FDS_PER_HANDOFF`] fds.
+    ///
+    /// This is `recvmsg(2)` by hand rather than sendfd's or nix's: received fds must be
+    /// close-on-exec from birth (`MSG_CMSG_CLOEXEC`, so a later `exec` cannot leak client
+    /// connections), and a truncated control message (`MSG_CTRUNC`) must still yield the fds
+    /// that *were* installed so they can be closed rather than leaked.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        const FD_BYTES: usize = MAX_FDS_PER_HANDOFF * mem::size_of::<RawFd>();
+        // u64 elements keep the control buffer aligned for `cmsghdr`.
+        let mut cmsg = [0u64; 8 + FD_BYTES / 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is a valid "no name, no iov, no control" header; the
+        // pointers set below stay valid for the duration of the recvmsg call.
+        let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = cmsg.as_mut_ptr().cast();
+        hdr.msg_controllen = mem::size_of_val(&cmsg) as _;
+        let n = loop {
+            // SAFETY: `hdr` points at live buffers of the stated lengths.
+            let n =
+                unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(Received::WouldBlock),
+                io::ErrorKind::ConnectionReset => return Ok(Received::Closed),
+                _ => return Err(e),
+            }
+        };
+        let mut fds = Vec::new();
+        // SAFETY: the kernel filled `hdr.msg_control` with well-formed cmsghdrs up to
+        // `msg_controllen`; CMSG_FIRSTHDR/NXTHDR/DATA only walk inside that buffer.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c);
+                    let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
+                    for i in 0..bytes / mem::size_of::<RawFd>() {
+                        let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                        // The kernel just installed this fd in our table; we are its only owner.
+                        fds.push(OwnedFd::from_raw_fd(fd));
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&hdr, c);
+            }
+        }
+        if hdr.msg_flags & libc::MSG_CTRUNC != 0 {
+            drop(fds);
+            return Ok(Received::Truncated(n));
+        }
+        if n == 0 && fds.is_empty() {
+            // A zero-length read on seqpacket is end-of-stream: every message has a tag byte.
+            return Ok(Received::Closed);
+        }
+        Ok(Received::Packet(n, fds))
+    }
+
+    /// The raw fd, for registering with mio and for closing in a forked child.
+    pub fn raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn messages_round_trip() {
+        let to_worker = [
+            ToWorker::Handoff {
+                seq: 7,
+                listeners: vec![0, 3],
+            },
+            ToWorker::ListenOk {
+                req: 1,
+                listener: 2,
+                addr: "127.0.0.1:3000".into(),
+            },
+            ToWorker::ListenErr {
+                req: 9,
+                error: "address in use".into(),
+            },
+            ToWorker::Message(b"hi".to_vec()),
+            ToWorker::Drain,
+        ];
+        for m in to_worker {
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            assert_eq!(ToWorker::decode(&b).unwrap(), m);
+        }
+        let to_master = [
+            ToMaster::Online,
+            ToMaster::Listen {
+                req: 4,
+                addr: "[::1]:0".into(),
+            },
+            ToMaster::Ack {
+                seq: u64::MAX,
+                closed: 3,
+                requests: 99,
+            },
+            ToMaster::Nack { seq: 5 },
+            ToMaster::Message(vec![0, 1, 2]),
+        ];
+        for m in to_master {
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            assert_eq!(ToMaster::decode(&b).unwrap(), m);
+        }
+        assert!(ToWorker::decode(&[1, 0]).is_err());
+        assert!(ToMaster::decode(&[]).is_err());
+        assert!(ToMaster::decode(&[42]).is_err());
+    }
+
+    #[test]
+    fn fds_cross_with_their_packet_and_arrive_close_on_exec() {
+        let (mut master, worker) = Channel::pair().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let b = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let msg = ToWorker::Handoff {
+            seq: 1,
+            listeners: vec![0, 0],
+        };
+        master
+            .send_with_fds(|buf| msg.encode(buf), &[a.as_raw_fd(), b.as_raw_fd()])
+            .unwrap();
+        let mut buf = [0u8; 512];
+        match worker.recv(&mut buf).unwrap() {
+            Received::Packet(n, fds) => {
+                assert_eq!(ToWorker::decode(&buf[..n]).unwrap(), msg);
+                assert_eq!(fds.len(), 2);
+                for fd in &fds {
+                    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+                    assert_ne!(
+                        flags & libc::FD_CLOEXEC,
+                        0,
+                        "received fd must be close-on-exec"
+                    );
+                }
+            }
+            other => panic!("expected a packet, got {other:?}"),
+        }
+        assert!(matches!(
+            worker.recv(&mut buf).unwrap(),
+            Received::WouldBlock
+        ));
+        drop(master);
+        assert!(matches!(worker.recv(&mut buf).unwrap(), Received::Closed));
+    }
+}

@@ -1,0 +1,109 @@
+//! The master's listening sockets, keyed by the address workers ask for.
+//!
+//! From Node's cluster documentation: "when a worker calls `server.listen()` it sends the
+//! master a message asking it to create the server socket, listen, and share it; if the master
+//! already has a listening socket for that address it skips creating one." This table is that
+//! rule. The key is the address as requested, so every worker asking for `127.0.0.1:0` shares
+//! one socket on one ephemeral port. Each listener keeps the workers that asked for it, in
+//! the order they asked, which is the rotation order of round-robin.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+
+use mio::net::TcpListener;
+
+use crate::channel::ListenerId;
+use crate::policy::RoundRobin;
+
+/// One listening socket and the workers it feeds.
+pub struct Listener {
+    /// The address workers asked for (the table's key).
+    pub requested: SocketAddr,
+    /// The address actually bound.
+    pub local: SocketAddr,
+    /// `None` once closed (graceful stop): the id stays reserved.
+    pub socket: Option<TcpListener>,
+    /// Worker keys (the master's slab keys) subscribed to this listener, in join order.
+    pub subscribers: Vec<usize>,
+    /// Round-robin position over `subscribers`.
+    pub rotation: RoundRobin,
+    /// An accept burst stopped before `WouldBlock`: accept again without waiting for epoll.
+    pub ready: bool,
+}
+
+/// Every listener the master has, indexed by [`ListenerId`].
+#[derive(Default)]
+pub struct Listeners {
+    list: Vec<Listener>,
+}
+
+/// Parses `host:port` (a literal IP, or a name such as `localhost`) into one socket address.
+pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .map_err(|e| io::Error::new(e.kind(), format!("bad address '{addr}': {e}")))?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("bad address '{addr}'")))
+}
+
+impl Listeners {
+    /// The listener for `addr`, binding it on first use. Returns its id and whether it is new.
+    pub fn get_or_bind(&mut self, addr: &str) -> io::Result<(ListenerId, bool)> {
+        let requested = resolve(addr)?;
+        if let Some(id) = self.list.iter().position(|l| l.requested == requested) {
+            if self.list[id].socket.is_some() {
+                return Ok((id as ListenerId, false));
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the master is shutting down",
+            ));
+        }
+        if self.list.len() > u16::MAX as usize {
+            return Err(io::Error::other("too many listeners"));
+        }
+        // mio binds non-blocking and close-on-exec with SO_REUSEADDR, backlog 1024.
+        let socket = TcpListener::bind(requested)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}")))?;
+        let local = socket.local_addr()?;
+        self.list.push(Listener {
+            requested,
+            local,
+            socket: Some(socket),
+            subscribers: Vec::new(),
+            rotation: RoundRobin::default(),
+            ready: false,
+        });
+        Ok(((self.list.len() - 1) as ListenerId, true))
+    }
+
+    /// The listener with this id.
+    pub fn get(&self, id: ListenerId) -> &Listener {
+        &self.list[id as usize]
+    }
+
+    /// The listener with this id, mutably.
+    pub fn get_mut(&mut self, id: ListenerId) -> &mut Listener {
+        &mut self.list[id as usize]
+    }
+
+    /// Ids of every listener.
+    pub fn ids(&self) -> impl Iterator<Item = ListenerId> {
+        0..self.list.len() as ListenerId
+    }
+
+    /// Removes a worker from every subscriber list.
+    pub fn unsubscribe(&mut self, worker: usize) {
+        for l in &mut self.list {
+            l.subscribers.retain(|&w| w != worker);
+        }
+    }
+
+    /// The open sockets' fds, for a forked child to close.
+    pub fn fds(&self) -> Vec<RawFd> {
+        self.list
+            .iter()
+            .filter_map(|l| l.socket.as_ref().map(|s| s.as_raw_fd()))
+            .collect()
+    }
+}

@@ -1,0 +1,388 @@
+//! The HTTP/1.1 server a worker runs for `herd serve`: drives one [`Session`] per connection
+//! over a non-blocking socket, with timeouts, backpressure and a careful close.
+//!
+//! The protocol itself (parsing, framing, keep-alive rules, error statuses) lives in the
+//! sans-IO [`crate::http`] module; this file owns only the socket side of it:
+//!
+//! * **Try first, register later.** A connection fresh from the master is read at once: the
+//!   request has usually arrived already, so a `Connection: close` request is answered and
+//!   closed without ever touching epoll. Only a connection that must wait is registered.
+//! * **Edge-triggered epoll.** A socket is registered once for read *and* write and never
+//!   re-registered. A short read means the receive queue was empty at that moment; epoll
+//!   reports the next arrival as a new edge, so the loop skips the extra `read` → `EAGAIN`.
+//! * **Bounded buffers.** At most `Limits::max_out_bytes` of responses wait for a slow reader;
+//!   past that the connection stops reading (TCP flow control pushes back on the client).
+//! * **Timeouts.** 10 s to send a whole request (else `408`, the slowloris defence), 5 s idle
+//!   between keep-alive requests (Node's default), 10 s without write progress (slow reader).
+//! * **Lingering close.** After an error response with request bytes still unread, closing
+//!   outright would make the kernel answer those bytes with RST, which can destroy the
+//!   response in flight. So the write side is shut down and input is discarded until EOF or 2 s.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use slab::Slab;
+
+use super::service::{Context, Service};
+use crate::http::{Handler, Limits, Next, Session};
+
+/// How long a client has to send a complete request (headers and body).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle keep-alive connection stays open between requests.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a response may sit unsent without the client reading any of it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a lingering close waits for the client's EOF.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// While draining, how long a connection that has sent nothing yet gets to send its request.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// The most one `read` takes from a socket.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading requests and writing responses.
+    Open,
+    /// The session is done: flush what is in `out`, then close (or linger).
+    Closing,
+    /// Write side shut; discarding input until EOF or the deadline.
+    Lingering,
+}
+
+/// What `drive` decided about a connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Status {
+    Alive,
+    Close,
+}
+
+/// One client connection.
+struct Conn {
+    stream: TcpStream,
+    session: Session,
+    /// Bytes read but not yet consumed by the session (a partial or pipelined request).
+    input: Vec<u8>,
+    /// Serialized responses not yet written; `out[written..]` is pending.
+    out: Vec<u8>,
+    written: usize,
+    phase: Phase,
+    /// An edge-triggered readable event has not been fully consumed yet.
+    can_read: bool,
+    registered: bool,
+    /// When the connection arrived (for the drain grace of a connection that sent nothing).
+    opened: Instant,
+    /// When the request now being received started; `None` between requests.
+    request_started: Option<Instant>,
+    /// Last time a read or write made progress.
+    last_progress: Instant,
+    /// Requests already reported to the master.
+    reported: u64,
+}
+
+/// The `herd serve` service: an HTTP/1.1 server running `handler` for every request.
+pub struct HttpService<H: Handler> {
+    handler: H,
+    limits: Limits,
+    conns: Slab<Conn>,
+    /// One read buffer for every connection: a read lands here and only the bytes read are
+    /// copied to the connection's own `input`, so an idle connection holds no read buffer
+    /// and no buffer is zeroed per read.
+    scratch: Box<[u8]>,
+    draining: bool,
+}
+
+impl<H: Handler> HttpService<H> {
+    /// A server answering every request with `handler`, within `limits`.
+    pub fn new(handler: H, limits: Limits) -> Self {
+        HttpService {
+            handler,
+            limits,
+            conns: Slab::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            draining: false,
+        }
+    }
+
+    /// Runs the connection until it must wait for the socket, and closes it if it is done.
+    fn drive(&mut self, cx: &mut Context<'_>, key: usize) {
+        let conn = &mut self.conns[key];
+        let status = conn.drive(
+            cx,
+            &mut self.scratch,
+            &self.handler,
+            &self.limits,
+            self.draining,
+        );
+        let answered = conn.session.requests() - conn.reported;
+        if answered > 0 {
+            conn.reported += answered;
+            cx.answered(answered);
+        }
+        match status {
+            Status::Close => self.close(cx, key),
+            Status::Alive if !conn.registered => {
+                let token = cx.token(key);
+                match cx.registry.register(
+                    &mut conn.stream,
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    Ok(()) => conn.registered = true,
+                    Err(e) => {
+                        log::warn!("cannot register a connection: {e}");
+                        self.close(cx, key);
+                    }
+                }
+            }
+            Status::Alive => {}
+        }
+    }
+
+    fn close(&mut self, cx: &mut Context<'_>, key: usize) {
+        // Closing the fd removes it from epoll: no deregister syscall needed.
+        drop(self.conns.remove(key));
+        cx.closed();
+    }
+}
+
+impl Conn {
+    fn drive(
+        &mut self,
+        cx: &mut Context<'_>,
+        scratch: &mut [u8],
+        handler: &dyn Handler,
+        limits: &Limits,
+        draining: bool,
+    ) -> Status {
+        if self.phase == Phase::Lingering {
+            return self.linger(cx.now);
+        }
+        loop {
+            let mut progressed = false;
+
+            // Write first: a response already serialized should leave before more is read.
+            if self.written < self.out.len() {
+                match self.stream.write(&self.out[self.written..]) {
+                    Ok(n) => {
+                        self.written += n;
+                        self.last_progress = cx.now;
+                        progressed = n > 0;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return Status::Close,
+                }
+            }
+            if self.written == self.out.len() {
+                self.out.clear();
+                self.written = 0;
+                if self.phase == Phase::Closing {
+                    return self.finish(cx.now);
+                }
+                // The session stops at `max_out_bytes` of pipelined responses; resume it.
+                if !self.input.is_empty() {
+                    self.process(cx, handler, draining);
+                    progressed |= !self.out.is_empty();
+                }
+            }
+
+            let backed_up = self.out.len() - self.written >= limits.max_out_bytes;
+            if self.can_read && self.phase == Phase::Open && !backed_up {
+                match self.stream.read(scratch) {
+                    Ok(0) => {
+                        self.can_read = false;
+                        // EOF. Whatever was complete has been answered; an unfinished request
+                        // is abandoned. Flush the responses, then close.
+                        self.phase = Phase::Closing;
+                        progressed = true;
+                    }
+                    Ok(n) => {
+                        self.input.extend_from_slice(&scratch[..n]);
+                        // A short read drained the socket: the next arrival is a new edge.
+                        self.can_read = n == scratch.len();
+                        self.last_progress = cx.now;
+                        if self.request_started.is_none() {
+                            self.request_started = Some(cx.now);
+                        }
+                        self.process(cx, handler, draining);
+                        progressed = true;
+                    }
+                    Err(e) => match e.kind() {
+                        io::ErrorKind::WouldBlock => self.can_read = false,
+                        io::ErrorKind::Interrupted => progressed = true,
+                        _ => return Status::Close,
+                    },
+                }
+            }
+            if !progressed {
+                return Status::Alive;
+            }
+        }
+    }
+
+    /// Lets the session answer what `input` holds.
+    fn process(&mut self, cx: &mut Context<'_>, handler: &dyn Handler, draining: bool) {
+        if draining {
+            self.session.close_after_current();
+        }
+        let date = cx.date.get();
+        if self
+            .session
+            .process(&mut self.input, &mut self.out, handler, date)
+            == Next::Close
+        {
+            self.phase = Phase::Closing;
+        }
+        if !self.session.in_request() {
+            self.request_started = None;
+        }
+    }
+
+    /// All output is flushed and the session is done: close now, or linger if the client
+    /// may still be sending bytes we never read.
+    fn finish(&mut self, now: Instant) -> Status {
+        if !self.session.has_unread() && self.input.is_empty() {
+            return Status::Close;
+        }
+        if self.stream.shutdown(Shutdown::Write).is_err() {
+            return Status::Close;
+        }
+        self.phase = Phase::Lingering;
+        self.last_progress = now;
+        self.can_read = true;
+        self.linger(now)
+    }
+
+    fn linger(&mut self, now: Instant) -> Status {
+        let mut sink = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => return Status::Close,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Status::Close,
+            }
+        }
+        if now.duration_since(self.last_progress) > LINGER_TIMEOUT {
+            Status::Close
+        } else {
+            Status::Alive
+        }
+    }
+
+    /// The timeout rules; `Some(true)` asks for a 408, `Some(false)` for a silent close.
+    fn expired(&self, now: Instant, draining: bool) -> Option<bool> {
+        match self.phase {
+            Phase::Lingering => {
+                (now.duration_since(self.last_progress) > LINGER_TIMEOUT).then_some(false)
+            }
+            _ if self.written < self.out.len() => {
+                (now.duration_since(self.last_progress) > WRITE_TIMEOUT).then_some(false)
+            }
+            Phase::Closing => None,
+            Phase::Open => {
+                if let Some(started) = self.request_started {
+                    return (now.duration_since(started) > REQUEST_TIMEOUT).then_some(true);
+                }
+                if self.session.requests() == 0 {
+                    // Nothing received yet: the request timeout applies from the connection's
+                    // arrival; while draining, only a short grace.
+                    let limit = if draining {
+                        DRAIN_GRACE
+                    } else {
+                        REQUEST_TIMEOUT
+                    };
+                    return (now.duration_since(self.opened) > limit).then_some(!draining);
+                }
+                // Between keep-alive requests.
+                let limit = if draining {
+                    Duration::ZERO
+                } else {
+                    KEEP_ALIVE_TIMEOUT
+                };
+                (now.duration_since(self.last_progress) >= limit).then_some(false)
+            }
+        }
+    }
+}
+
+impl<H: Handler> Service for HttpService<H> {
+    fn accept(&mut self, cx: &mut Context<'_>, stream: TcpStream) {
+        let key = self.conns.insert(Conn {
+            stream,
+            session: Session::new(self.limits.clone()),
+            input: Vec::new(),
+            out: Vec::new(),
+            written: 0,
+            phase: Phase::Open,
+            can_read: true,
+            registered: false,
+            opened: cx.now,
+            request_started: None,
+            last_progress: cx.now,
+            reported: 0,
+        });
+        self.drive(cx, key);
+    }
+
+    fn ready(&mut self, cx: &mut Context<'_>, token: Token, event: &Event) {
+        let key = Context::local(token);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return; // closed earlier in this same batch of events
+        };
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            conn.can_read = true;
+        }
+        self.drive(cx, key);
+    }
+
+    fn tick(&mut self, cx: &mut Context<'_>) {
+        let now = cx.now;
+        let draining = self.draining;
+        let expired: Vec<(usize, bool)> = self
+            .conns
+            .iter()
+            .filter_map(|(key, c)| c.expired(now, draining).map(|answer| (key, answer)))
+            .collect();
+        for (key, answer) in expired {
+            let conn = &mut self.conns[key];
+            if answer {
+                // Slowloris or a stalled body: answer 408 and close once it is flushed.
+                let date = cx.date.get();
+                conn.session.timeout(&mut conn.out, date);
+                conn.phase = Phase::Closing;
+                conn.can_read = false;
+                conn.last_progress = now;
+                self.drive(cx, key);
+            } else {
+                self.close(cx, key);
+            }
+        }
+    }
+
+    fn drain(&mut self, cx: &mut Context<'_>) {
+        self.draining = true;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            conn.session.close_after_current();
+            let idle = conn.phase == Phase::Open
+                && conn.request_started.is_none()
+                && conn.written == conn.out.len()
+                && conn.session.requests() > 0;
+            if idle {
+                self.close(cx, key);
+            }
+        }
+    }
+
+    fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+}

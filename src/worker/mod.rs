@@ -1,0 +1,504 @@
+//! The worker process: what runs in a child after `fork()`.
+//!
+//! A worker owns one mio [`Poll`], created *after* the fork (an epoll instance inherited from
+//! the master would share the master's registrations), its end of the channel to the master,
+//! and every connection the master hands it. Its life:
+//!
+//! 1. [`run_child`]: drop what belongs to the master (signal handlers, the master's fds), ask
+//!    the kernel to kill it if the master dies, say [`ToMaster::Online`].
+//! 2. The user's setup closure runs with a [`Worker`]: `listen` asks the master to share a
+//!    listening address (Node's `server.listen()` in a worker), `on_message` installs the
+//!    message callback.
+//! 3. The event loop ([`Worker::run`]): handoffs arrive on the channel, are acknowledged, and
+//!    each connection goes to the [`Service`] of its listener; readiness events go to the
+//!    service that registered the token. `Drain` from the master closes idle connections and
+//!    exits once the last one is gone; the channel closing (the master died) exits at once.
+
+mod http_service;
+mod service;
+
+pub use http_service::{HttpService, KEEP_ALIVE_TIMEOUT, REQUEST_TIMEOUT, WRITE_TIMEOUT};
+pub use service::{Context, Counters, Service};
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::channel::{Channel, ListenerId, Received, ToMaster, ToWorker, MAX_MESSAGE};
+use crate::http::{DateCache, Handler, Limits};
+
+/// A worker's id: 1 for the first worker forked, growing with every fork, never reused
+/// (Node's `cluster.worker.id`).
+pub type WorkerId = u32;
+
+/// The token of the channel to the master; services' tokens never reach it.
+const CHANNEL: Token = Token(usize::MAX);
+/// How often services get `tick` (timeouts) while they hold connections.
+const TICK: Duration = Duration::from_millis(250);
+/// Counters are reported at least this often when nothing else carries them.
+const REPORT_INTERVAL: Duration = Duration::from_millis(50);
+
+static WORKER_ID: AtomicU32 = AtomicU32::new(0);
+
+/// Set by the worker's SIGTERM handler; the loop polls it after every wake-up (`epoll_wait`
+/// is never restarted after a signal, so the handler always wakes the loop).
+static TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    TERM.store(true, Ordering::Relaxed);
+}
+
+/// The id of the worker this process is, or 0 in the master (or outside a cluster).
+pub fn worker_id() -> WorkerId {
+    WORKER_ID.load(Ordering::Relaxed)
+}
+
+/// A message callback: gets a [`Mailbox`] to reply through, and the payload.
+type MessageCallback = Box<dyn FnMut(&mut Mailbox<'_>, &[u8])>;
+
+/// The worker as its setup closure and message callback see it.
+pub struct Worker {
+    id: WorkerId,
+    channel: Channel,
+    /// One service per `listen` call; a connection from listener `l` goes to
+    /// `services[by_listener[l]]`.
+    services: Vec<Box<dyn Service>>,
+    by_listener: HashMap<ListenerId, usize>,
+    on_message: Option<MessageCallback>,
+    next_req: u32,
+    /// Packets (with their fds) that arrived while `listen` waited for its reply.
+    early: Vec<(ToWorker, Vec<OwnedFd>)>,
+    /// Highest handoff sequence number received; acknowledged with the next report.
+    received_seq: u64,
+    acked_seq: u64,
+    counters: Counters,
+    /// The master sent `Drain`; the loop acts on it.
+    drain_requested: bool,
+    draining: bool,
+}
+
+/// Sends messages to the master from inside a message callback.
+pub struct Mailbox<'a> {
+    channel: &'a mut Channel,
+    id: WorkerId,
+}
+
+impl Mailbox<'_> {
+    /// This worker's id.
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// Sends `msg` to the master (`process.send` in Node). At most 64 KiB.
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        send_message(self.channel, msg)
+    }
+}
+
+fn send_message(channel: &mut Channel, msg: &[u8]) -> io::Result<()> {
+    if msg.len() > MAX_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "message of {} bytes is over the {MAX_MESSAGE}-byte limit",
+                msg.len()
+            ),
+        ));
+    }
+    send_blocking(channel, &ToMaster::Message(msg.to_vec()))
+}
+
+/// Sends to the master, waiting for room if its queue is full. The master never blocks on
+/// a worker, so waiting here cannot deadlock.
+fn send_blocking(channel: &mut Channel, msg: &ToMaster) -> io::Result<()> {
+    loop {
+        match channel.send_to_master(msg) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut pfd = libc::pollfd {
+                    fd: channel.raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, count 1.
+                unsafe { libc::poll(&mut pfd, 1, 1000) };
+            }
+            r => return r,
+        }
+    }
+}
+
+impl Worker {
+    /// This worker's id (1, 2, 3… in fork order; a respawned worker gets a new one).
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// Serves HTTP/1.1 on `addr` with `handler`, with the default [`Limits`].
+    ///
+    /// As in Node, the worker does not bind: it asks the master, which binds `addr` on the
+    /// first request for it and shares it with every worker that asks. Returns the bound
+    /// address (the real port when `addr` asked for port 0); a bind error comes back here.
+    pub fn listen(&mut self, addr: &str, handler: impl Handler) -> io::Result<SocketAddr> {
+        self.serve(addr, HttpService::new(handler, Limits::default()))
+    }
+
+    /// Runs any [`Service`] (the reverse proxy, say) for the connections of `addr`.
+    pub fn serve(&mut self, addr: &str, service: impl Service) -> io::Result<SocketAddr> {
+        let req = self.next_req;
+        self.next_req += 1;
+        send_blocking(
+            &mut self.channel,
+            &ToMaster::Listen {
+                req,
+                addr: addr.to_string(),
+            },
+        )?;
+        // Wait for the reply; anything else that arrives meanwhile is kept for the loop.
+        let mut buf = vec![0u8; MAX_MESSAGE + 64];
+        self.channel.set_nonblocking(false)?;
+        let reply = loop {
+            match self.channel.recv(&mut buf)? {
+                Received::Packet(n, fds) => match ToWorker::decode(&buf[..n])? {
+                    ToWorker::ListenOk {
+                        req: r,
+                        listener,
+                        addr,
+                    } if r == req => break Ok((listener, addr)),
+                    ToWorker::ListenErr { req: r, error } if r == req => break Err(error),
+                    other => self.early.push((other, fds)),
+                },
+                Received::Truncated(n) => {
+                    if let ToWorker::Handoff { seq, .. } = ToWorker::decode(&buf[..n])? {
+                        send_blocking(&mut self.channel, &ToMaster::Nack { seq })?;
+                    }
+                }
+                Received::WouldBlock => continue,
+                Received::Closed => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the master is gone",
+                    ))
+                }
+            }
+        };
+        self.channel.set_nonblocking(true)?;
+        match reply {
+            Ok((listener, bound)) => {
+                self.by_listener.insert(listener, self.services.len());
+                self.services.push(Box::new(service));
+                bound.parse().map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("bad address {bound}"))
+                })
+            }
+            Err(error) => Err(io::Error::other(format!("listen {addr}: {error}"))),
+        }
+    }
+
+    /// Installs the callback for messages from the master (`process.on('message')`).
+    pub fn on_message(&mut self, f: impl FnMut(&mut Mailbox<'_>, &[u8]) + 'static) {
+        self.on_message = Some(Box::new(f));
+    }
+
+    /// Sends `msg` to the master (`process.send`). At most 64 KiB.
+    pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        send_message(&mut self.channel, msg)
+    }
+
+    /// The event loop. Returns when a drain completes; `Err` if the master vanished.
+    fn run(mut self, mut poll: Poll) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut date = DateCache::new();
+        let mut buf = vec![0u8; MAX_MESSAGE + 64];
+        let mut last_tick = Instant::now();
+        let mut last_report = Instant::now();
+        let mut channel_ready = true; // the packets kept by `listen` count as readable
+        let early = std::mem::take(&mut self.early);
+        let mut arrived: Vec<(ListenerId, OwnedFd)> = Vec::new();
+        for (msg, fds) in early {
+            self.on_packet(msg, fds, &mut arrived)?;
+        }
+
+        loop {
+            if channel_ready {
+                channel_ready = false;
+                self.read_channel(&mut buf, &mut arrived)?;
+            }
+            let now = Instant::now();
+            if TERM.swap(false, Ordering::Relaxed) && !self.draining {
+                // Sent to this worker alone, or to the whole process group or cgroup (as
+                // systemd stops a service): drain like the master would have asked.
+                self.drain_requested = true;
+            }
+            if std::mem::take(&mut self.drain_requested) {
+                log::debug!("worker {} draining", self.id);
+                self.draining = true;
+                for svc in 0..self.services.len() {
+                    self.with_service(&poll, svc, now, &mut date, |s, cx| s.drain(cx));
+                }
+            }
+            if !arrived.is_empty() {
+                // Acknowledge before touching any connection: until the master has the ack it
+                // may hand these same connections to another worker if this one dies.
+                self.report(now)?;
+                last_report = now;
+                for (listener, fd) in arrived.drain(..) {
+                    let Some(&svc) = self.by_listener.get(&listener) else {
+                        continue; // a listener this worker never asked for: drop (close) it
+                    };
+                    let stream = TcpStream::from_std(std::net::TcpStream::from(fd));
+                    self.with_service(&poll, svc, now, &mut date, |s, cx| s.accept(cx, stream));
+                }
+            }
+            let open: usize = self.services.iter().map(|s| s.open_connections()).sum();
+            if self.draining && open == 0 {
+                self.report(Instant::now())?;
+                return Ok(());
+            }
+
+            let timeout = if open > 0 || self.counters.requests > 0 || self.counters.closed > 0 {
+                Some(TICK.min(REPORT_INTERVAL))
+            } else {
+                None
+            };
+            match poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    events.clear();
+                }
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                if event.token() == CHANNEL {
+                    channel_ready = true;
+                    continue;
+                }
+                let svc = service::service_of(event.token());
+                if svc < self.services.len() {
+                    self.with_service(&poll, svc, now, &mut date, |s, cx| {
+                        s.ready(cx, event.token(), event)
+                    });
+                }
+            }
+            if now.duration_since(last_tick) >= TICK {
+                last_tick = now;
+                for svc in 0..self.services.len() {
+                    if self.services[svc].open_connections() > 0 {
+                        self.with_service(&poll, svc, now, &mut date, |s, cx| s.tick(cx));
+                    }
+                }
+            }
+            let dirty = self.counters.requests > 0 || self.counters.closed > 0;
+            if dirty && now.duration_since(last_report) >= REPORT_INTERVAL {
+                self.report(now)?;
+                last_report = now;
+            }
+        }
+    }
+
+    /// Calls `f` with service `svc` and a [`Context`] for it.
+    fn with_service(
+        &mut self,
+        poll: &Poll,
+        svc: usize,
+        now: Instant,
+        date: &mut DateCache,
+        f: impl FnOnce(&mut dyn Service, &mut Context<'_>),
+    ) {
+        let mut cx = Context {
+            registry: poll.registry(),
+            now,
+            draining: self.draining,
+            service: svc,
+            counters: &mut self.counters,
+            date,
+        };
+        f(self.services[svc].as_mut(), &mut cx);
+    }
+
+    /// Reads every packet waiting on the channel (it is edge-triggered).
+    fn read_channel(
+        &mut self,
+        buf: &mut [u8],
+        arrived: &mut Vec<(ListenerId, OwnedFd)>,
+    ) -> io::Result<()> {
+        loop {
+            match self.channel.recv(buf)? {
+                Received::Packet(n, fds) => {
+                    let msg = ToWorker::decode(&buf[..n])?;
+                    self.on_packet(msg, fds, arrived)?;
+                }
+                Received::Truncated(n) => {
+                    // Out of fds: the kernel could not install this handoff's connections.
+                    // The master still holds them and will hand them to someone else.
+                    if let ToWorker::Handoff { seq, .. } = ToWorker::decode(&buf[..n])? {
+                        log::warn!(
+                            "worker {}: out of file descriptors, handoff {seq} returned",
+                            self.id
+                        );
+                        send_blocking(&mut self.channel, &ToMaster::Nack { seq })?;
+                    }
+                }
+                Received::WouldBlock => return Ok(()),
+                Received::Closed => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the master is gone",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn on_packet(
+        &mut self,
+        msg: ToWorker,
+        fds: Vec<OwnedFd>,
+        arrived: &mut Vec<(ListenerId, OwnedFd)>,
+    ) -> io::Result<()> {
+        match msg {
+            ToWorker::Handoff { seq, listeners } => {
+                self.received_seq = self.received_seq.max(seq);
+                arrived.extend(listeners.into_iter().zip(fds));
+            }
+            ToWorker::Message(payload) => {
+                if let Some(cb) = self.on_message.as_mut() {
+                    let mut mailbox = Mailbox {
+                        channel: &mut self.channel,
+                        id: self.id,
+                    };
+                    cb(&mut mailbox, &payload);
+                }
+            }
+            ToWorker::Drain => {
+                // Acted on by the loop, which holds the poll the services need.
+                self.drain_requested = !self.draining;
+            }
+            ToWorker::ListenOk { .. } | ToWorker::ListenErr { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Acknowledges handoffs received and reports counters, in one packet.
+    fn report(&mut self, _now: Instant) -> io::Result<()> {
+        let c = std::mem::take(&mut self.counters);
+        if self.received_seq == self.acked_seq && c.closed == 0 && c.requests == 0 {
+            return Ok(());
+        }
+        self.acked_seq = self.received_seq;
+        send_blocking(
+            &mut self.channel,
+            &ToMaster::Ack {
+                seq: self.received_seq,
+                closed: c.closed,
+                requests: c.requests,
+            },
+        )
+    }
+}
+
+/// What the master passes to a freshly forked child.
+pub(crate) struct ChildStart<'a> {
+    pub id: WorkerId,
+    pub channel: Channel,
+    /// The master's pid, to detect a master that died before `PR_SET_PDEATHSIG` was set.
+    pub master_pid: nix::unistd::Pid,
+    /// fds that belong to the master (listeners, other workers' channels, its poll and signal
+    /// pipe): the child closes them so it holds nothing that is not its own.
+    pub close: &'a [RawFd],
+    /// The user's worker setup.
+    pub setup: &'a mut dyn FnMut(&mut Worker) -> io::Result<()>,
+}
+
+/// Runs a worker in a freshly forked child; never returns.
+pub(crate) fn run_child(start: ChildStart<'_>) -> ! {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    WORKER_ID.store(start.id, Ordering::Relaxed);
+    // The master's signal handlers were inherited with its memory; replace every one. A
+    // worker takes its orders from the master: Ctrl-C and a terminal hangup reach the whole
+    // process group, and only the master acts on them (it drains the workers). SIGTERM to a
+    // worker drains that worker.
+    let term = SigHandler::Handler(on_sigterm);
+    for (sig, handler) in [
+        (Signal::SIGINT, SigHandler::SigIgn),
+        (Signal::SIGHUP, SigHandler::SigIgn),
+        (Signal::SIGQUIT, SigHandler::SigIgn),
+        (Signal::SIGUSR2, SigHandler::SigIgn),
+        (Signal::SIGCHLD, SigHandler::SigDfl),
+        (Signal::SIGTERM, term),
+    ] {
+        let action = SigAction::new(handler, SaFlags::SA_RESTART, SigSet::empty());
+        // SAFETY: SIG_IGN/SIG_DFL run no code; `on_sigterm` only stores to an atomic.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+    for &fd in start.close {
+        // SAFETY: these fds are the master's; this process never uses them again and no
+        // Rust object in this process will touch them (the master's state is never dropped
+        // here: the child leaves through `process::exit`).
+        unsafe { libc::close(fd) };
+    }
+    // The backstop for a master that dies without closing the channel cleanly (it always
+    // closes, even on SIGKILL, but a worker stuck in a handler would not notice).
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != start.master_pid {
+        std::process::exit(0); // the master died before the line above
+    }
+
+    let mut worker = Worker {
+        id: start.id,
+        channel: start.channel,
+        services: Vec::new(),
+        by_listener: HashMap::new(),
+        on_message: None,
+        next_req: 1,
+        early: Vec::new(),
+        received_seq: 0,
+        acked_seq: 0,
+        counters: Counters::default(),
+        drain_requested: false,
+        draining: false,
+    };
+    // The worker's own epoll instance, created after the fork: one inherited from the
+    // master would be the master's instance, with the master's registrations.
+    let poll = Poll::new().and_then(|poll| {
+        let fd = worker.channel.raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), CHANNEL, Interest::READABLE)?;
+        Ok(poll)
+    });
+    let poll = match poll {
+        Ok(poll) => poll,
+        Err(e) => {
+            log::error!("worker {}: cannot create its poll: {e}", start.id);
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = send_blocking(&mut worker.channel, &ToMaster::Online) {
+        log::error!("worker {}: cannot reach the master: {e}", start.id);
+        std::process::exit(1);
+    }
+    if let Err(e) = (start.setup)(&mut worker) {
+        log::error!("worker {}: {e}", start.id);
+        std::process::exit(1);
+    }
+    match worker.run(poll) {
+        Ok(()) => std::process::exit(0),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            log::warn!("worker {}: master gone, exiting", start.id);
+            std::process::exit(0)
+        }
+        Err(e) => {
+            log::error!("worker {}: {e}", start.id);
+            std::process::exit(1)
+        }
+    }
+}

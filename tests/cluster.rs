@@ -1,0 +1,259 @@
+//! The master–worker core, end to end: real processes, real sockets, port 0.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::Instant;
+
+use common::*;
+
+fn worker_of(h: &Herd) -> u32 {
+    let r = get(h.addr, "/worker");
+    assert_eq!(r.status, 200);
+    r.text().parse().expect("a worker id")
+}
+
+#[test]
+fn round_robin_gives_each_of_3_workers_exactly_10_of_30_connections_in_rotation() {
+    let h = Herd::serve(3, &["--app", "bench"]);
+    let ids: Vec<u32> = (0..30).map(|_| worker_of(&h)).collect();
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{ids:?}");
+    for w in &distinct {
+        assert_eq!(ids.iter().filter(|i| *i == w).count(), 10, "{ids:?}");
+    }
+    // Strict rotation: the k-th connection goes to the (k mod 3)-th worker.
+    for (k, id) in ids.iter().enumerate() {
+        assert_eq!(
+            *id,
+            ids[k % 3],
+            "connection {k} broke the rotation: {ids:?}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_worker_is_respawned_under_a_new_id_and_serves() {
+    let h = Herd::serve(2, &["--app", "bench"]);
+    let forks = h.forks();
+    let (&victim_id, &victim_pid) = forks.iter().min().unwrap();
+    let killed = Instant::now();
+    // SAFETY: kill(2) on a worker of ours.
+    unsafe { libc::kill(victim_pid, libc::SIGKILL) };
+    h.log
+        .wait_for(&format!("worker {victim_id} exited (signal 9"));
+    let online = h.log.wait_for("worker 3 is online");
+    eprintln!("respawned in {:?}: {online}", killed.elapsed());
+    h.log.wait_for("worker 3 listening on");
+    // Both remaining workers serve; one of them is the new one.
+    let seen: Vec<u32> = (0..4).map(|_| worker_of(&h)).collect();
+    assert!(seen.contains(&3), "new worker 3 never served: {seen:?}");
+    assert!(!seen.contains(&victim_id), "dead worker served: {seen:?}");
+}
+
+#[test]
+fn a_worker_that_crashes_at_start_is_respawned_with_growing_delays() {
+    let mut cmd = Command::new(example_bin("crashing_worker"));
+    cmd.args(["127.0.0.1:0", "1"]);
+    let (mut child, log) = spawn_logged(cmd);
+    log.wait_for("respawning in 800ms");
+    let started = log.wait_for_n(1, |l| l.contains("fork: worker 1 ")).len();
+    assert_eq!(started, 1);
+    let delays: Vec<String> = log
+        .lines()
+        .iter()
+        .filter_map(|l| l.split("respawning in ").nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(
+        delays[..4],
+        ["100ms", "200ms", "400ms", "800ms"],
+        "{delays:?}"
+    );
+    // 1 + 1 immediate respawn + 4 delayed ones: no fork storm.
+    let forks = log
+        .lines()
+        .iter()
+        .filter(|l| l.contains("fork: worker"))
+        .count();
+    assert!(forks <= 7, "{forks} forks: {:#?}", log.lines());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn two_thousand_concurrent_connections_are_answered_and_no_fd_leaks() {
+    raise_fd_limit();
+    let h = Herd::serve(2, &[]);
+    let mut pids = vec![h.pid()];
+    pids.extend(h.live_worker_pids());
+    // Warm up each worker (first requests allocate), then take the baseline.
+    for _ in 0..4 {
+        assert_eq!(get(h.addr, "/").status, 200);
+    }
+    wait_until("idle baseline", || pids.iter().all(|&p| fd_count(p) > 0));
+    let baseline: Vec<usize> = pids.iter().map(|&p| fd_count(p)).collect();
+
+    let mut conns: Vec<TcpStream> = (0..2000).map(|_| connect(h.addr)).collect();
+    for c in &mut conns {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    for c in conns {
+        let mut r = BufReader::new(c);
+        let resp = read_response(&mut r, false).expect("a response");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, b"hello world");
+    }
+    wait_until("fd counts back at baseline", || {
+        pids.iter().zip(&baseline).all(|(&p, &b)| fd_count(p) == b)
+    });
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
+    let mut h = Herd::serve(1, &["--app", "bench"]);
+    let mut slow = connect(h.addr);
+    slow.write_all(b"GET /sleep/1000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    h.signal(libc::SIGTERM);
+    let mut reader = BufReader::new(slow);
+    let resp = read_response(&mut reader, false).expect("the in-flight request is answered");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, b"hello world");
+    // Then the draining worker closes the connection.
+    assert!(read_response(&mut reader, false).is_none());
+    let status = h.wait_exit();
+    assert_eq!(status.code(), Some(0), "graceful stop exits 0");
+    h.log.wait_for("worker 1 exited (code 0)");
+}
+
+#[test]
+fn after_the_master_is_sigkilled_no_worker_is_left_and_the_port_is_free() {
+    let mut h = Herd::serve(2, &[]);
+    let workers = h.live_worker_pids();
+    assert_eq!(workers.len(), 2);
+    h.child.kill().unwrap();
+    h.child.wait().unwrap();
+    wait_until("workers gone", || workers.iter().all(|&p| is_gone(p)));
+    wait_until("port free", || TcpListener::bind(h.addr).is_ok());
+}
+
+#[test]
+fn a_second_sigint_stops_at_once() {
+    let mut h = Herd::serve(1, &["--app", "bench", "--shutdown-timeout", "60"]);
+    let mut slow = connect(h.addr);
+    slow.write_all(b"GET /sleep/30000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Wait until the worker holds the request (the master logs nothing per request, so poll
+    // the worker's socket count: listener-less worker = channel + poll + stdio + 1 conn).
+    h.signal(libc::SIGINT);
+    h.log.wait_for("stopping gracefully");
+    h.signal(libc::SIGINT);
+    let status = h.wait_exit();
+    assert_eq!(status.code(), Some(130));
+    h.log.wait_for("second SIGINT");
+}
+
+#[test]
+fn every_listen_address_is_served() {
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    let second_addr = second.local_addr().unwrap();
+    drop(second);
+    let mut cmd = Command::new(herd_bin());
+    cmd.args([
+        "serve",
+        "--workers",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+    ])
+    .arg(second_addr.to_string());
+    let h = Herd::start(cmd, 4);
+    assert_eq!(get(h.addr, "/").status, 200);
+    assert_eq!(get(second_addr, "/").text(), "hello world");
+}
+
+#[test]
+fn messages_go_both_ways() {
+    let mut cmd = Command::new(example_bin("messages"));
+    cmd.arg("2");
+    let (mut child, log) = spawn_logged(cmd);
+    for id in 1..=2 {
+        log.wait_for(&format!("[worker] hi there worker {id}"));
+        log.wait_for(&format!("[master] message [worker] worker{id} received!"));
+    }
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{:#?}", log.lines());
+}
+
+#[test]
+fn the_library_hello_example_serves_hello_world() {
+    let mut cmd = Command::new(example_bin("hello"));
+    cmd.arg("127.0.0.1:0");
+    let h = Herd::start(cmd, 1);
+    let r = get(h.addr, "/");
+    assert_eq!((r.status, r.text().as_str()), (200, "hello world"));
+    h.log.wait_for("fork:worker1");
+    h.log.wait_for("worker 1 is online");
+}
+
+#[test]
+fn a_listen_error_goes_back_to_the_worker_that_asked() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cmd = Command::new(example_bin("two_servers"));
+    cmd.arg("127.0.0.1:0")
+        .arg(taken.local_addr().unwrap().to_string());
+    let h = Herd::start(cmd, 1);
+    h.log.wait_for("admin server not started: listen");
+    // The first server keeps serving: the error did not take the master down.
+    assert_eq!(get(h.addr, "/").status, 200);
+    drop(taken);
+}
+
+#[test]
+fn workers_hold_nothing_of_the_master() {
+    let h = Herd::serve(2, &[]);
+    let targets = |pid: i32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
+    };
+    let master = targets(h.pid());
+    for pid in h.live_worker_pids() {
+        let fds = targets(pid);
+        // Exactly one socket, its channel: none of the master's (listener, other workers'
+        // channels, signal pipe). Anything else came from whoever started the master (stdio)
+        // and is in the master too.
+        let own: Vec<&String> = fds.iter().filter(|f| !master.contains(f)).collect();
+        assert_eq!(own.len(), 1, "worker {pid}: {fds:?}, master: {master:?}");
+        assert!(own[0].starts_with("socket:"), "worker {pid}: {fds:?}");
+        assert!(!fds
+            .iter()
+            .any(|f| f.starts_with("socket:") && master.contains(f)));
+        // One epoll, its own: the master's watches several fds, the idle worker's only its
+        // channel (epoll fds all read as anon_inode:[eventpoll]; fdinfo tells them apart).
+        let epolls: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|t| t.to_string_lossy().contains("eventpoll"))
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(epolls.len(), 1, "worker {pid}: {fds:?}");
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", epolls[0])).unwrap();
+        assert_eq!(
+            info.matches("tfd:").count(),
+            1,
+            "worker {pid} epoll: {info}"
+        );
+    }
+}

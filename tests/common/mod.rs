@@ -1,0 +1,330 @@
+//! Test helpers: start real herd processes on 127.0.0.1:0, read their logs, talk HTTP over
+//! TCP, inspect /proc. Every wait polls a condition against a generous deadline.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The deadline for anything a test waits for (a busy 2-core machine can be slow).
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The log lines of a child process, collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
+
+impl Log {
+    fn push(&self, line: String) {
+        let (lines, cv) = &*self.0;
+        lines.lock().unwrap().push(line);
+        cv.notify_all();
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0 .0.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` lines satisfy `pred`; returns them. Panics with the log at the deadline.
+    pub fn wait_for_n(&self, count: usize, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let (lines, cv) = &*self.0;
+        let deadline = Instant::now() + DEADLINE;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            let found: Vec<String> = guard.iter().filter(|l| pred(l)).cloned().collect();
+            if found.len() >= count {
+                return found;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!(
+                    "timed out waiting for {count} matching log lines; log:\n{}",
+                    guard.join("\n")
+                );
+            }
+            guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits for one line containing `needle`.
+    pub fn wait_for(&self, needle: &str) -> String {
+        self.wait_for_n(1, |l| l.contains(needle)).remove(0)
+    }
+}
+
+/// Runs `cmd`, collecting stderr (and stdout) lines into a [`Log`].
+pub fn spawn_logged(mut cmd: Command) -> (Child, Log) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let log = Log::default();
+    for stream in [
+        Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stdout.take().unwrap()),
+    ] {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("HERD_TEST_ECHO").is_some() {
+                    eprintln!("| {line}");
+                }
+                log.push(line);
+            }
+        });
+    }
+    (child, log)
+}
+
+/// The herd binary under test.
+pub fn herd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_herd"))
+}
+
+/// An example binary (cargo builds examples for `cargo test`).
+pub fn example_bin(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples").join(name)
+}
+
+/// A running herd master.
+pub struct Herd {
+    pub child: Child,
+    pub log: Log,
+    pub addr: SocketAddr,
+}
+
+impl Herd {
+    /// `herd serve --listen 127.0.0.1:0 ARGS…`, waiting until `workers` workers listen.
+    pub fn serve(workers: usize, args: &[&str]) -> Herd {
+        let mut cmd = Command::new(herd_bin());
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
+            .args(args);
+        Herd::start(cmd, workers)
+    }
+
+    /// Starts any command that runs a herd master, waiting until `workers` workers listen.
+    pub fn start(cmd: Command, workers: usize) -> Herd {
+        let (child, log) = spawn_logged(cmd);
+        let line = log.wait_for("master listening on ");
+        let addr = line
+            .rsplit("listening on ")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        log.wait_for_n(workers, |l| {
+            l.contains("] worker ") && l.contains(" listening on ")
+        });
+        Herd { child, log, addr }
+    }
+
+    /// The master's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Worker id → pid for every `fork:` line so far.
+    pub fn forks(&self) -> HashMap<u32, i32> {
+        self.log
+            .lines()
+            .iter()
+            .filter_map(|l| {
+                let rest = l.split("fork: worker ").nth(1)?;
+                let (id, rest) = rest.split_once(" (pid ")?;
+                Some((id.parse().ok()?, rest.trim_end_matches(')').parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Pids of the workers that have not exited (per the log).
+    pub fn live_worker_pids(&self) -> Vec<i32> {
+        let lines = self.log.lines();
+        let mut forks: Vec<(u32, i32)> = self.forks().into_iter().collect();
+        forks.sort();
+        forks
+            .into_iter()
+            .filter(|(id, _)| {
+                !lines
+                    .iter()
+                    .any(|l| l.contains(&format!("worker {id} exited")))
+            })
+            .map(|(_, pid)| pid)
+            .collect()
+    }
+
+    /// Sends a signal to the master.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the master to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_exit(&mut self.child)
+    }
+}
+
+/// Waits (with the deadline) for a child to exit.
+pub fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process did not exit in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        let workers = self.live_worker_pids();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in workers {
+            // SAFETY: kill(2); the worse case is a pid already gone.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` at the deadline.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Connects with read/write timeouts set.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
+/// Reads one response (Content-Length framed, or until EOF) from `reader`.
+pub fn read_response(reader: &mut impl BufRead, head_request: bool) -> Option<Response> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (n, v) = h.split_once(':')?;
+        headers.push((n.trim().to_string(), v.trim().to_string()));
+    }
+    let len = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse::<usize>().unwrap());
+    let mut body = Vec::new();
+    if head_request || status == 100 || status == 204 || status == 304 {
+    } else if let Some(len) = len {
+        body.resize(len, 0);
+        reader.read_exact(&mut body).ok()?;
+    } else {
+        reader.read_to_end(&mut body).ok()?;
+    }
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Sends raw bytes on a new connection and reads every response until the server closes.
+pub fn exchange(addr: SocketAddr, raw: &[u8]) -> Vec<Response> {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    let mut reader = BufReader::new(s);
+    let mut out = Vec::new();
+    while let Some(r) = read_response(&mut reader, false) {
+        out.push(r);
+    }
+    out
+}
+
+/// `GET path` on a new connection with `Connection: close`.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let mut all = exchange(addr, req.as_bytes());
+    assert_eq!(all.len(), 1, "expected one response to GET {path}");
+    all.remove(0)
+}
+
+/// Open fds of a process.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// True if the process is gone or a zombie.
+pub fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .map_or(true, |s| s.trim_start().starts_with('Z')),
+    }
+}
+
+/// Raises this process's soft fd limit to the hard limit (tests open thousands of sockets).
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
