@@ -8,22 +8,19 @@
 //! connection and its description can never be separated.
 //!
 //! ```text
-//! master → worker                         worker → master
-//! 1 Handoff  seq:u64 n:u8 listener:u16×n  1 Online
-//!            + n fds (SCM_RIGHTS)         2 Listen   req:u32 addr:utf8
-//! 2 ListenOk req:u32 listener:u16 addr    3 Ack      seq:u64 closed:u32 requests:u32
-//! 3 ListenErr req:u32 error:utf8          4 Nack     seq:u64
-//! 4 Message  payload                      5 Message  payload
+//! master → worker                               worker → master
+//! 1 Handoff  seq:u64 ack:u8 n:u8 listener:u16×n  1 Online
+//!            + n fds (SCM_RIGHTS)                2 Listen   req:u32 addr:utf8
+//! 2 ListenOk req:u32 listener:u16 addr           3 Ack      seq:u64 closed:u32 requests:u32
+//! 3 ListenErr req:u32 error:utf8                 4 Message  payload
+//! 4 Message  payload
 //! 5 Drain
 //! ```
 //!
-//! Why an acknowledgement: the master keeps its own copy of every fd it hands off until the
-//! worker acknowledges the handoff. If the worker dies with the packet still queued in its
-//! socket, the kernel closes the queued fds, but the master's copies keep the connections
-//! alive and it hands them to another worker (Node's round-robin handle does the same). The
-//! worker acknowledges a handoff before it touches any connection in it, so a connection is
-//! never served twice. `Nack` says the fds never arrived (the worker ran out of descriptors and
-//! the kernel truncated the ancillary data): the master hands them elsewhere.
+//! `Ack` does two jobs. It carries the worker's counters (connections closed, requests
+//! answered), batched: one packet per 50 ms at most, never one per request. And when a
+//! handoff asks for it (`ack = 1`, the `node` policy), it acknowledges that handoff at once,
+//! before the worker serves the connection, as Node's workers acknowledge `newconn`.
 
 use std::io;
 use std::mem;
@@ -51,6 +48,8 @@ pub enum ToWorker {
     Handoff {
         /// Handoff sequence number, acknowledged by [`ToMaster::Ack`].
         seq: u64,
+        /// Acknowledge this handoff at once (else counters ride on the periodic report).
+        ack: bool,
         /// One listener id per attached fd, in order.
         listeners: Vec<ListenerId>,
     },
@@ -88,8 +87,8 @@ pub enum ToMaster {
         /// The address as the worker wrote it, e.g. `127.0.0.1:3000`.
         addr: String,
     },
-    /// Every handoff up to and including `seq` arrived; also the worker's counters since the
-    /// previous `Ack` (connections closed, requests answered), which keeps them batched.
+    /// The worker's counters since the previous `Ack` (connections closed, requests
+    /// answered), and the highest handoff it has received.
     Ack {
         /// The highest handoff sequence number received (0: none yet).
         seq: u64,
@@ -97,11 +96,6 @@ pub enum ToMaster {
         closed: u32,
         /// Requests answered since the last report.
         requests: u32,
-    },
-    /// Handoff `seq` arrived without its fds (descriptor exhaustion): hand them elsewhere.
-    Nack {
-        /// The handoff that lost its fds.
-        seq: u64,
     },
     /// A user message (`Worker::send`).
     Message(Vec<u8>),
@@ -161,9 +155,14 @@ impl ToWorker {
     /// Appends the packet to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         match self {
-            ToWorker::Handoff { seq, listeners } => {
+            ToWorker::Handoff {
+                seq,
+                ack,
+                listeners,
+            } => {
                 buf.push(1);
                 buf.extend_from_slice(&seq.to_le_bytes());
+                buf.push(*ack as u8);
                 buf.push(listeners.len() as u8);
                 for l in listeners {
                     buf.extend_from_slice(&l.to_le_bytes());
@@ -198,9 +197,14 @@ impl ToWorker {
         Ok(match r.u8()? {
             1 => {
                 let seq = r.u64()?;
+                let ack = r.u8()? != 0;
                 let n = r.u8()? as usize;
                 let listeners = (0..n).map(|_| r.u16()).collect::<Result<_, _>>()?;
-                ToWorker::Handoff { seq, listeners }
+                ToWorker::Handoff {
+                    seq,
+                    ack,
+                    listeners,
+                }
             }
             2 => ToWorker::ListenOk {
                 req: r.u32()?,
@@ -238,12 +242,8 @@ impl ToMaster {
                 buf.extend_from_slice(&closed.to_le_bytes());
                 buf.extend_from_slice(&requests.to_le_bytes());
             }
-            ToMaster::Nack { seq } => {
-                buf.push(4);
-                buf.extend_from_slice(&seq.to_le_bytes());
-            }
             ToMaster::Message(payload) => {
-                buf.push(5);
+                buf.push(4);
                 buf.extend_from_slice(payload);
             }
         }
@@ -263,8 +263,7 @@ impl ToMaster {
                 closed: r.u32()?,
                 requests: r.u32()?,
             },
-            4 => ToMaster::Nack { seq: r.u64()? },
-            5 => ToMaster::Message(r.rest().to_vec()),
+            4 => ToMaster::Message(r.rest().to_vec()),
             _ => return Err(DecodeError("unknown tag")),
         })
     }
@@ -287,7 +286,8 @@ pub enum Received {
     /// A packet and the fds that came with it (owned: dropping them closes them).
     Packet(usize, Vec<OwnedFd>),
     /// The packet's fds did not all fit in this process (`MSG_CTRUNC`, usually `EMFILE`):
-    /// the ones that did arrive are already closed. The packet bytes are intact.
+    /// the kernel dropped the rest, and the ones that did arrive are closed here. The packet
+    /// bytes are intact. Workers avoid this by not reading handoffs near their fd limit.
     Truncated(usize),
     /// Nothing to read now.
     WouldBlock,
@@ -314,9 +314,38 @@ impl Channel {
         }
     }
 
-    /// Switches between blocking (a worker waiting for its listen reply) and non-blocking.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.sock.set_nonblocking(nonblocking)
+    /// A second descriptor of the same end.
+    pub fn try_clone(&self) -> io::Result<Channel> {
+        Ok(Channel {
+            sock: self.sock.try_clone()?,
+            scratch: Vec::with_capacity(256),
+        })
+    }
+
+    /// Waits up to `timeout` for a packet to read (a worker waiting for its listen reply).
+    ///
+    /// The socket itself stays non-blocking: `O_NONBLOCK` belongs to the open file, which the
+    /// master shares (it keeps the worker's end, see `master::handoff`), so flipping it here
+    /// would flip it for the master too.
+    pub fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, count 1.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+            n => Ok(n > 0),
+        }
     }
 
     /// Sends one packet with `fds` attached. `WouldBlock` means the peer's queue is full;
@@ -375,8 +404,14 @@ impl Channel {
         hdr.msg_controllen = mem::size_of_val(&cmsg) as _;
         let n = loop {
             // SAFETY: `hdr` points at live buffers of the stated lengths.
-            let n =
-                unsafe { libc::recvmsg(self.sock.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
+            let n = unsafe {
+                libc::recvmsg(
+                    self.sock.as_raw_fd(),
+                    &mut hdr,
+                    // DONTWAIT: the fd's O_NONBLOCK is shared with other holders of the socket.
+                    libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
+                )
+            };
             if n >= 0 {
                 break n as usize;
             }
@@ -433,6 +468,7 @@ mod tests {
         let to_worker = [
             ToWorker::Handoff {
                 seq: 7,
+                ack: true,
                 listeners: vec![0, 3],
             },
             ToWorker::ListenOk {
@@ -463,7 +499,6 @@ mod tests {
                 closed: 3,
                 requests: 99,
             },
-            ToMaster::Nack { seq: 5 },
             ToMaster::Message(vec![0, 1, 2]),
         ];
         for m in to_master {
@@ -484,6 +519,7 @@ mod tests {
         let b = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let msg = ToWorker::Handoff {
             seq: 1,
+            ack: false,
             listeners: vec![0, 0],
         };
         master

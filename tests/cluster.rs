@@ -56,6 +56,45 @@ fn a_killed_worker_is_respawned_under_a_new_id_and_serves() {
 }
 
 #[test]
+fn connections_queued_for_a_worker_that_dies_are_served_by_another() {
+    let h = Herd::serve(2, &["--app", "bench"]);
+    // Rotation: this connection goes to worker A, the next to worker B.
+    let a = worker_of(&h);
+    let mut stalled = connect(h.addr);
+    stalled
+        .write_all(b"GET /sleep/60000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let forks = h.forks();
+    let (b, b_pid) = forks
+        .iter()
+        .map(|(&id, &pid)| (id, pid))
+        .find(|&(id, _)| id != a)
+        .unwrap();
+    // Wait until B is asleep in its handler: from now on it reads nothing from its channel.
+    wait_until("worker B asleep in its handler", || {
+        std::fs::read_to_string(format!("/proc/{b_pid}/wchan"))
+            .is_ok_and(|w| w.contains("nanosleep"))
+    });
+    // Ten more connections: five go to A, five queue in B's channel, unread.
+    let mut conns: Vec<TcpStream> = (0..10).map(|_| connect(h.addr)).collect();
+    for c in &mut conns {
+        c.write_all(b"GET /worker HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    // Kill B: the master takes back what B never read and hands it to A.
+    // SAFETY: kill(2) on a worker of ours.
+    unsafe { libc::kill(b_pid, libc::SIGKILL) };
+    for c in conns {
+        let resp = read_response(&mut BufReader::new(c), false)
+            .expect("every queued connection is answered");
+        assert_eq!(resp.status, 200);
+        assert_ne!(resp.text(), b.to_string());
+    }
+    h.log
+        .wait_for("connection(s) it never read handed to other workers");
+}
+
+#[test]
 fn a_worker_that_crashes_at_start_is_respawned_with_growing_delays() {
     let mut cmd = Command::new(example_bin("crashing_worker"));
     cmd.args(["127.0.0.1:0", "1"]);
@@ -225,18 +264,31 @@ fn workers_hold_nothing_of_the_master() {
             .map(|p| p.to_string_lossy().into_owned())
             .collect()
     };
+    // The listening socket's inode, from the kernel's table of TCP sockets.
+    let port = format!(":{:04X} ", h.addr.port());
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let listener = tcp
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(port.trim()))
+                && l.split_whitespace().nth(3) == Some("0A")
+        })
+        .and_then(|l| l.split_whitespace().nth(9))
+        .map(|inode| format!("socket:[{inode}]"))
+        .expect("the listener in /proc/net/tcp");
     let master = targets(h.pid());
+    assert!(master.contains(&listener));
+    let mut channels = Vec::new();
     for pid in h.live_worker_pids() {
         let fds = targets(pid);
-        // Exactly one socket, its channel: none of the master's (listener, other workers'
-        // channels, signal pipe). Anything else came from whoever started the master (stdio)
-        // and is in the master too.
-        let own: Vec<&String> = fds.iter().filter(|f| !master.contains(f)).collect();
-        assert_eq!(own.len(), 1, "worker {pid}: {fds:?}, master: {master:?}");
-        assert!(own[0].starts_with("socket:"), "worker {pid}: {fds:?}");
-        assert!(!fds
-            .iter()
-            .any(|f| f.starts_with("socket:") && master.contains(f)));
+        // One socket, its channel: not the listener, not another worker's channel, not the
+        // master's signal pipe. (The master keeps the worker's end of each channel too.)
+        let sockets: Vec<&String> = fds.iter().filter(|f| f.starts_with("socket:")).collect();
+        assert_eq!(sockets.len(), 1, "worker {pid}: {fds:?}");
+        assert_ne!(sockets[0], &listener);
+        channels.push(sockets[0].clone());
         // One epoll, its own: the master's watches several fds, the idle worker's only its
         // channel (epoll fds all read as anon_inode:[eventpoll]; fdinfo tells them apart).
         let epolls: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -1,25 +1,33 @@
 //! Handoff: the master's side of one worker's channel, where accepted fds cross to the worker.
 //!
-//! A connection the master accepted goes through three places here:
-//!
 //! ```text
-//! dispatch ──► unsent ──sendmsg(SCM_RIGHTS, ≤16 fds)──► in_flight ──Ack{seq}──► closed here
-//!                 ▲                                          │
-//!                 └──────── worker died / Nack ◄─────────────┘ (taken back, dispatched again)
+//! accept ─► dispatch ─► unsent ─sendmsg(SCM_RIGHTS, ≤16 fds)─► worker's receive queue ─► worker
+//!                                                                      │
+//!                              worker died before reading them ◄───────┘
+//!                              (recover: the master reads the queue itself)
 //! ```
 //!
-//! The master keeps its own fd of every connection until the worker acknowledges the packet
-//! that carried it. Sending dups the fd into the packet; if the worker dies before reading
-//! the packet, the kernel closes the dup with the dead socket, and the master's copy is what
-//! keeps the client connected until another worker takes it. Closing the master's copy after
-//! the ack does nothing to the client: the worker holds the connection by then.
+//! **Nothing accepted is lost.** Once `sendmsg` returns, the fds live in the packet, queued
+//! on the worker's end of the socketpair; the master closes its own copies at once. Node
+//! instead keeps each handle until the worker acknowledges it. herd gets the same guarantee
+//! differently: the master keeps a descriptor of the *worker's end* of the socketpair
+//! ([`Link::peer`]). When a worker dies, the kernel would normally destroy its end of the
+//! socket and with it every packet (and connection) it had not read yet; because the master
+//! still holds that end, the queue survives, and [`Link::recover`] reads the unread handoffs
+//! back and dispatches their connections to other workers.
+//!
+//! Why not keep each fd until an acknowledgement, as Node does: a worker usually answers and
+//! closes a short connection before the master has processed the acknowledgement, and then
+//! the master's close is the *last* reference, so the master pays the TCP teardown of every
+//! connection on its single thread. Measured with `Connection: close` load, closing at send
+//! time was worth ~10% more requests/s (see BENCHMARKS.md).
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::channel::{Channel, ListenerId, ToWorker, MAX_FDS_PER_HANDOFF};
+use crate::channel::{Channel, ListenerId, Received, ToWorker, MAX_FDS_PER_HANDOFF};
 
 /// An accepted connection on its way to a worker.
 #[derive(Debug)]
@@ -30,16 +38,20 @@ pub struct Accepted {
     pub listener: ListenerId,
 }
 
-/// The master's end of one worker's channel.
+/// The master's ends of one worker's channel.
 pub struct Link {
-    /// The socket to the worker.
+    /// The master's end: the master sends on it and reads the worker's messages from it.
     pub channel: Channel,
+    /// The worker's end, kept open so that a dead worker's unread handoffs can be recovered.
+    peer: Channel,
     /// Dispatched to this worker, not yet sent (batched at the end of a loop turn, or held
     /// while the worker's queue is full).
     unsent: VecDeque<Accepted>,
-    /// Sent, not yet acknowledged: `(seq, connections)`, oldest first.
-    in_flight: VecDeque<(u64, Vec<Accepted>)>,
     next_seq: u64,
+    /// The highest handoff the worker has acknowledged (only when acks are asked for).
+    acked_seq: u64,
+    /// Ask the worker to acknowledge each handoff (the `node` policy gates on it).
+    want_acks: bool,
     /// The most fds per packet (1 ..= [`MAX_FDS_PER_HANDOFF`]).
     batch: usize,
     /// User messages not yet sent.
@@ -49,20 +61,22 @@ pub struct Link {
     drain_sent: bool,
     /// Connections handed to this worker and not yet reported closed.
     pub open: u64,
-    /// Connections this worker has acknowledged, in all.
+    /// Connections sent to this worker, in all.
     pub connections: u64,
     /// Requests this worker has reported answering, in all.
     pub requests: u64,
 }
 
 impl Link {
-    /// A link over `channel` sending up to `batch` fds per packet.
-    pub fn new(channel: Channel, batch: usize) -> Link {
+    /// A link over the pair `(channel, peer)`, sending up to `batch` fds per packet.
+    pub fn new(channel: Channel, peer: Channel, batch: usize) -> Link {
         Link {
             channel,
+            peer,
             unsent: VecDeque::new(),
-            in_flight: VecDeque::new(),
             next_seq: 1,
+            acked_seq: 0,
+            want_acks: false,
             batch: batch.clamp(1, MAX_FDS_PER_HANDOFF),
             messages: VecDeque::new(),
             drain_requested: false,
@@ -71,6 +85,11 @@ impl Link {
             connections: 0,
             requests: 0,
         }
+    }
+
+    /// Both ends' fds, for a forked child to close.
+    pub fn fds(&self) -> [RawFd; 2] {
+        [self.channel.raw_fd(), self.peer.raw_fd()]
     }
 
     /// Dispatches one connection to this worker (sent by the next [`Link::flush`]).
@@ -96,14 +115,14 @@ impl Link {
             || (self.drain_requested && !self.drain_sent)
     }
 
-    /// Connections sent or queued and not yet acknowledged.
-    pub fn unacked(&self) -> usize {
-        self.unsent.len() + self.in_flight.iter().map(|(_, c)| c.len()).sum::<usize>()
+    /// Handoffs sent or queued that the worker has not acknowledged yet (with acks on).
+    pub fn unacked(&self) -> u64 {
+        self.next_seq - 1 - self.acked_seq + self.unsent.len() as u64
     }
 
-    /// Sends what is queued, up to `batch` fds per packet. Stops without
-    /// error when the worker's queue is full (`Ok(false)`: wait for a writable event).
-    /// An `Err` means the worker is gone.
+    /// Sends what is queued, up to `batch` fds per packet, and closes the master's copies.
+    /// Stops without error when the worker's queue is full (`Ok(false)`: wait for a
+    /// writable event). An `Err` means the worker is gone.
     pub fn flush(&mut self) -> io::Result<bool> {
         while !self.unsent.is_empty() {
             let n = self.unsent.len().min(self.batch);
@@ -114,12 +133,17 @@ impl Link {
                 fds[i] = c.stream.as_raw_fd();
                 listeners.push(c.listener);
             }
-            let msg = ToWorker::Handoff { seq, listeners };
+            let msg = ToWorker::Handoff {
+                seq,
+                ack: self.want_acks,
+                listeners,
+            };
             match self.channel.send_with_fds(|b| msg.encode(b), &fds[..n]) {
                 Ok(()) => {
                     self.next_seq += 1;
-                    let batch: Vec<Accepted> = self.unsent.drain(..n).collect();
-                    self.in_flight.push_back((seq, batch));
+                    self.connections += n as u64;
+                    // The packet holds its own references now: close the master's copies.
+                    self.unsent.drain(..n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
@@ -144,31 +168,41 @@ impl Link {
         Ok(true)
     }
 
-    /// The worker acknowledged every handoff up to `seq`: close the master's copies.
+    /// Asks the worker to acknowledge every handoff from now on.
+    pub fn set_want_acks(&mut self, on: bool) {
+        self.want_acks = on;
+    }
+
+    /// The worker acknowledged handoffs up to `seq` and reported its counters.
     pub fn on_ack(&mut self, seq: u64, closed: u32, requests: u32) {
-        while matches!(self.in_flight.front(), Some((s, _)) if *s <= seq) {
-            let (_, batch) = self.in_flight.pop_front().expect("checked non-empty");
-            self.connections += batch.len() as u64;
-            drop(batch); // closes the master's copies
-        }
+        self.acked_seq = self.acked_seq.max(seq);
         self.open = self.open.saturating_sub(closed as u64);
         self.requests += requests as u64;
     }
 
-    /// Handoff `seq` reached the worker without its fds: take its connections back.
-    pub fn take_nacked(&mut self, seq: u64) -> Vec<Accepted> {
-        let Some(pos) = self.in_flight.iter().position(|(s, _)| *s == seq) else {
-            return Vec::new();
-        };
-        let (_, batch) = self.in_flight.remove(pos).expect("position is in range");
-        self.open = self.open.saturating_sub(batch.len() as u64);
-        batch
-    }
-
-    /// The worker is gone: take back every connection it never acknowledged.
-    pub fn take_unacked(&mut self) -> Vec<Accepted> {
-        let mut back: Vec<Accepted> = self.in_flight.drain(..).flat_map(|(_, b)| b).collect();
-        back.extend(self.unsent.drain(..));
+    /// The worker is dead: take back every connection it never read from its queue, and
+    /// every one not yet sent.
+    pub fn recover(&mut self) -> Vec<Accepted> {
+        let mut back: Vec<Accepted> = self.unsent.drain(..).collect();
+        let mut buf = vec![0u8; 1024];
+        loop {
+            match self.peer.recv(&mut buf) {
+                Ok(Received::Packet(n, fds)) => {
+                    if let Ok(ToWorker::Handoff { listeners, .. }) = ToWorker::decode(&buf[..n]) {
+                        back.extend(listeners.into_iter().zip(fds).map(|(listener, fd)| {
+                            Accepted {
+                                stream: TcpStream::from(fd),
+                                listener,
+                            }
+                        }));
+                    }
+                }
+                Ok(Received::Truncated(_)) => {
+                    log::error!("recovering a dead worker's queue: out of file descriptors");
+                }
+                Ok(Received::WouldBlock) | Ok(Received::Closed) | Err(_) => break,
+            }
+        }
         self.open = 0;
         back
     }

@@ -6,9 +6,9 @@
 //!   close-on-exec), picks a worker by the [`Policy`] and queues the connection on that
 //!   worker's [`handoff::Link`]. At the end of the loop turn every link is flushed, so a burst
 //!   of accepts leaves in a few packets of up to 16 fds each;
-//! * **worker channels**: online and listen requests, acknowledgements (the master closes its
-//!   copies of the acknowledged fds), user messages, and the channel closing when a worker dies;
-//! * **signals** ([`signals`]): SIGCHLD reaps and schedules respawns ([`supervisor`]),
+//! * **worker channels**: online and listen requests, counters, user messages;
+//! * **signals** ([`signals`]): SIGCHLD reaps, recovers the connections a dead worker never
+//!   read ([`handoff`]) and schedules respawns ([`supervisor`]),
 //!   SIGTERM/SIGINT start a graceful stop, a second SIGINT stops at once.
 //!
 //! A graceful stop accepts what is already waiting in the kernel's queue, closes the
@@ -279,10 +279,17 @@ impl Master {
         self.next_id += 1;
         let (master_end, worker_end) = Channel::pair()?;
         // Everything of the master's that the child must not keep.
-        let mut close: Vec<RawFd> = vec![self.poll.as_raw_fd(), master_end.raw_fd()];
+        // The child gets a dup of its end; the original stays with the master (see
+        // `handoff`: it is how a dead worker's unread connections are recovered).
+        let child_end = worker_end.try_clone()?;
+        let mut close: Vec<RawFd> = vec![
+            self.poll.as_raw_fd(),
+            master_end.raw_fd(),
+            worker_end.raw_fd(),
+        ];
         close.extend(self.signals.fds());
         close.extend(self.listeners.fds());
-        close.extend(self.workers.iter().map(|(_, w)| w.link.channel.raw_fd()));
+        close.extend(self.workers.iter().flat_map(|(_, w)| w.link.fds()));
         let master_pid = nix::unistd::getpid();
         let setup = &mut self.setup;
         // INVARIANT: the master is single-threaded here (fork_worker checks it). The child
@@ -290,13 +297,13 @@ impl Master {
         let pid = supervisor::fork_worker(move || {
             worker::run_child(ChildStart {
                 id,
-                channel: worker_end,
+                channel: child_end,
                 master_pid,
                 close: &close,
                 setup: &mut **setup,
             })
         })?;
-        // `worker_end` moved into the closure and was dropped in the parent: closed here.
+        // `child_end` moved into the closure and was dropped (closed) here in the parent.
         let key = self.workers.vacant_key();
         let fd = master_end.raw_fd();
         self.poll.registry().register(
@@ -310,7 +317,7 @@ impl Master {
             slot,
             state: WorkerState::Starting,
             started: Instant::now(),
-            link: Link::new(master_end, self.handoff_batch),
+            link: Link::new(master_end, worker_end, self.handoff_batch),
         });
         self.slots[slot].worker = Some(key);
         log::info!("fork: worker {id} (pid {pid})");
@@ -357,8 +364,7 @@ impl Master {
             else {
                 continue;
             };
-            // Read what the worker said before it died (its last acknowledgement matters:
-            // acknowledged connections must not be handed out twice), then disconnect it.
+            // Read what the worker said before it died, then take back what it never read.
             self.read_worker(key);
             self.disconnect(key);
             let w = self.workers.remove(key);
@@ -385,8 +391,8 @@ impl Master {
         let _ = self.timers();
     }
 
-    /// The worker's channel is gone (it died or is exiting): stop dispatching to it and give
-    /// its unacknowledged connections to the others.
+    /// The worker is gone: stop dispatching to it and give the connections it never read
+    /// to the others.
     fn disconnect(&mut self, key: usize) {
         let w = &mut self.workers[key];
         if w.state == WorkerState::Disconnected {
@@ -396,11 +402,11 @@ impl Master {
         let id = w.id;
         let fd = w.link.channel.raw_fd();
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-        let back = w.link.take_unacked();
+        let back = w.link.recover();
         self.listeners.unsubscribe(key);
         if !back.is_empty() {
             log::info!(
-                "worker {id}: {} unacknowledged connection(s) handed to other workers",
+                "worker {id}: {} connection(s) it never read handed to other workers",
                 back.len()
             );
         }
@@ -535,13 +541,6 @@ impl Master {
                 closed,
                 requests,
             } => w.link.on_ack(seq, closed, requests),
-            ToMaster::Nack { seq } => {
-                let back = w.link.take_nacked(seq);
-                log::warn!("worker {id} could not take {} connection(s) (out of fds): handing them elsewhere", back.len());
-                for conn in back {
-                    self.dispatch_avoiding(conn, Some(key));
-                }
-            }
             ToMaster::Message(payload) => self.emit(&Event::Message {
                 worker: id,
                 payload: &payload,

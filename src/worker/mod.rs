@@ -31,7 +31,9 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::channel::{Channel, ListenerId, Received, ToMaster, ToWorker, MAX_MESSAGE};
+use crate::channel::{
+    Channel, ListenerId, Received, ToMaster, ToWorker, MAX_FDS_PER_HANDOFF, MAX_MESSAGE,
+};
 use crate::http::{DateCache, Handler, Limits};
 
 /// A worker's id: 1 for the first worker forked, growing with every fork, never reused
@@ -79,6 +81,11 @@ pub struct Worker {
     /// Highest handoff sequence number received; acknowledged with the next report.
     received_seq: u64,
     acked_seq: u64,
+    /// A handoff asked to be acknowledged before its connections are served.
+    ack_now: bool,
+    /// The most connections this worker holds before it stops reading handoffs (they wait
+    /// in its channel, where the master can still recover them): its fd limit less a reserve.
+    max_open: usize,
     counters: Counters,
     /// The master sent `Drain`; the loop acts on it.
     drain_requested: bool,
@@ -100,6 +107,18 @@ impl Mailbox<'_> {
     /// Sends `msg` to the master (`process.send` in Node). At most 64 KiB.
     pub fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         send_message(self.channel, msg)
+    }
+}
+
+/// A handoff arrived without (all) its fds: the process is out of descriptors and the
+/// kernel closed the connections it could not install. [`Worker::run`] stops reading
+/// handoffs well before its limit, so this means something else in the process took the fds.
+fn lost_to_truncation(id: WorkerId, packet: &[u8]) {
+    if let Ok(ToWorker::Handoff { listeners, .. }) = ToWorker::decode(packet) {
+        log::error!(
+            "worker {id}: out of file descriptors; up to {} connection(s) lost",
+            listeners.len()
+        );
     }
 }
 
@@ -163,7 +182,6 @@ impl Worker {
         )?;
         // Wait for the reply; anything else that arrives meanwhile is kept for the loop.
         let mut buf = vec![0u8; MAX_MESSAGE + 64];
-        self.channel.set_nonblocking(false)?;
         let reply = loop {
             match self.channel.recv(&mut buf)? {
                 Received::Packet(n, fds) => match ToWorker::decode(&buf[..n])? {
@@ -175,12 +193,10 @@ impl Worker {
                     ToWorker::ListenErr { req: r, error } if r == req => break Err(error),
                     other => self.early.push((other, fds)),
                 },
-                Received::Truncated(n) => {
-                    if let ToWorker::Handoff { seq, .. } = ToWorker::decode(&buf[..n])? {
-                        send_blocking(&mut self.channel, &ToMaster::Nack { seq })?;
-                    }
+                Received::Truncated(n) => lost_to_truncation(self.id, &buf[..n]),
+                Received::WouldBlock => {
+                    self.channel.wait_readable(Duration::from_secs(1))?;
                 }
-                Received::WouldBlock => continue,
                 Received::Closed => {
                     return Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
@@ -189,7 +205,6 @@ impl Worker {
                 }
             }
         };
-        self.channel.set_nonblocking(true)?;
         match reply {
             Ok((listener, bound)) => {
                 self.by_listener.insert(listener, self.services.len());
@@ -227,7 +242,11 @@ impl Worker {
         }
 
         loop {
-            if channel_ready {
+            let open: usize = self.services.iter().map(|s| s.open_connections()).sum();
+            // Near the fd limit, leave handoffs queued in the channel rather than have the
+            // kernel drop connections it cannot install; `channel_ready` stays set and the
+            // next tick retries.
+            if channel_ready && open + MAX_FDS_PER_HANDOFF <= self.max_open {
                 channel_ready = false;
                 self.read_channel(&mut buf, &mut arrived)?;
             }
@@ -245,10 +264,11 @@ impl Worker {
                 }
             }
             if !arrived.is_empty() {
-                // Acknowledge before touching any connection: until the master has the ack it
-                // may hand these same connections to another worker if this one dies.
-                self.report(now)?;
-                last_report = now;
+                if std::mem::take(&mut self.ack_now) {
+                    // Acknowledge before serving, as Node's workers acknowledge `newconn`.
+                    self.report(now)?;
+                    last_report = now;
+                }
                 for (listener, fd) in arrived.drain(..) {
                     let Some(&svc) = self.by_listener.get(&listener) else {
                         continue; // a listener this worker never asked for: drop (close) it
@@ -263,7 +283,11 @@ impl Worker {
                 return Ok(());
             }
 
-            let timeout = if open > 0 || self.counters.requests > 0 || self.counters.closed > 0 {
+            let timeout = if open > 0
+                || channel_ready
+                || self.counters.requests > 0
+                || self.counters.closed > 0
+            {
                 Some(TICK.min(REPORT_INTERVAL))
             } else {
                 None
@@ -336,17 +360,7 @@ impl Worker {
                     let msg = ToWorker::decode(&buf[..n])?;
                     self.on_packet(msg, fds, arrived)?;
                 }
-                Received::Truncated(n) => {
-                    // Out of fds: the kernel could not install this handoff's connections.
-                    // The master still holds them and will hand them to someone else.
-                    if let ToWorker::Handoff { seq, .. } = ToWorker::decode(&buf[..n])? {
-                        log::warn!(
-                            "worker {}: out of file descriptors, handoff {seq} returned",
-                            self.id
-                        );
-                        send_blocking(&mut self.channel, &ToMaster::Nack { seq })?;
-                    }
-                }
+                Received::Truncated(n) => lost_to_truncation(self.id, &buf[..n]),
                 Received::WouldBlock => return Ok(()),
                 Received::Closed => {
                     return Err(io::Error::new(
@@ -365,8 +379,13 @@ impl Worker {
         arrived: &mut Vec<(ListenerId, OwnedFd)>,
     ) -> io::Result<()> {
         match msg {
-            ToWorker::Handoff { seq, listeners } => {
+            ToWorker::Handoff {
+                seq,
+                ack,
+                listeners,
+            } => {
                 self.received_seq = self.received_seq.max(seq);
+                self.ack_now |= ack;
                 arrived.extend(listeners.into_iter().zip(fds));
             }
             ToWorker::Message(payload) => {
@@ -403,6 +422,16 @@ impl Worker {
             },
         )
     }
+}
+
+/// How many connections fit under this process's open-file limit, keeping a reserve for
+/// the worker's own fds (stdio, poll, channel, a handler's files, a proxy's upstreams).
+fn connection_capacity() -> usize {
+    let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .unwrap_or((1024, 1024));
+    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+    // Half for connections when the limit is tiny, else all but a fixed reserve of 64.
+    soft.saturating_sub(64).max(soft / 2)
 }
 
 /// What the master passes to a freshly forked child.
@@ -463,6 +492,8 @@ pub(crate) fn run_child(start: ChildStart<'_>) -> ! {
         early: Vec::new(),
         received_seq: 0,
         acked_seq: 0,
+        ack_now: false,
+        max_open: connection_capacity(),
         counters: Counters::default(),
         drain_requested: false,
         draining: false,

@@ -26,7 +26,7 @@ impl Log {
 
     /// Every line so far.
     pub fn lines(&self) -> Vec<String> {
-        self.0 .0.lock().unwrap().clone()
+        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Waits until `count` lines satisfy `pred`; returns them. Panics with the log at the deadline.
@@ -41,10 +41,9 @@ impl Log {
             }
             let now = Instant::now();
             if now >= deadline {
-                panic!(
-                    "timed out waiting for {count} matching log lines; log:\n{}",
-                    guard.join("\n")
-                );
+                let log = guard.join("\n");
+                drop(guard); // don't poison the lock: Drop impls read the log too
+                panic!("timed out waiting for {count} matching log lines; log:\n{log}");
             }
             guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
         }
