@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The flags of `herd load`.
+/// Sends HTTP/1.1 load to a server and reports throughput and latency: closed loop like wrk,
+/// or open loop like wrk2 with `--rate` (the flags of `herd load`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Target: `http://HOST[:PORT]/PATH`, where HOST is an IP address or `localhost`
