@@ -1,4 +1,4 @@
-//! The `herd` command line: `herd serve`.
+//! The `herd` command line: `herd serve`, `herd load`.
 //!
 //! The binary is a thin user of the library: `serve` builds a [`Cluster`] from the flags.
 
@@ -31,6 +31,8 @@ Logs go to stderr; set RUST_LOG (error, warn, info, debug) to change the level (
 enum Command {
     /// Run the cluster: a master and N workers serving HTTP/1.1.
     Serve(ServeArgs),
+    /// Generate HTTP/1.1 load (closed loop like wrk, or open loop with --rate like wrk2).
+    Load(crate::load::LoadArgs),
 }
 
 /// Flags of `herd serve`.
@@ -67,6 +69,7 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Load(args) => crate::load::main(args),
     }
 }
 
