@@ -191,7 +191,11 @@ impl Conn {
                 }
             }
 
-            let backed_up = self.out.len() - self.written >= limits.max_out_bytes;
+            // Stop reading while responses back up, and while `input` holds more than one
+            // request can (pipelined requests the session has not answered yet): a client
+            // that writes without reading must not make the worker buffer without bound.
+            let backed_up = self.out.len() - self.written >= limits.max_out_bytes
+                || self.input.len() > limits.max_header_bytes + limits.max_body_bytes;
             if self.can_read && self.phase == Phase::Open && !backed_up {
                 match self.stream.read(scratch) {
                     Ok(0) => {
@@ -227,6 +231,13 @@ impl Conn {
 
     /// Lets the session answer what `input` holds.
     fn process(&mut self, cx: &mut Context<'_>, handler: &dyn Handler, draining: bool) {
+        // The session measures its output backpressure on `out` as a whole: drop what was
+        // already written, or a partly flushed `out` would stop it answering while the
+        // read side still counts as having room.
+        if self.written > 0 {
+            self.out.drain(..self.written);
+            self.written = 0;
+        }
         if draining {
             self.session.close_after_current();
         }
