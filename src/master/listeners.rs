@@ -16,6 +16,11 @@ use mio::net::TcpListener;
 use crate::channel::ListenerId;
 use crate::policy::RoundRobin;
 
+/// How many connections the kernel queues for the master to accept (Node and nginx use 511;
+/// larger here, since the master leaves connections there on purpose while every worker is
+/// full). The kernel caps it at net.core.somaxconn.
+const BACKLOG: i32 = 4096;
+
 /// One listening socket and the workers it feeds.
 pub struct Listener {
     /// The address workers asked for (the table's key).
@@ -62,8 +67,16 @@ impl Listeners {
         if self.list.len() > u16::MAX as usize {
             return Err(io::Error::other("too many listeners"));
         }
-        // mio binds non-blocking and close-on-exec with SO_REUSEADDR, backlog 1024.
+        // mio binds non-blocking and close-on-exec with SO_REUSEADDR, but with std's backlog
+        // of 128. The backlog is where connections wait while every worker is full or the
+        // master is out of descriptors; past it, clients' SYNs are dropped and they retry
+        // after 1, 3, 7… s. Listening again on a listening socket only resizes its backlog
+        // (the kernel caps it at net.core.somaxconn).
         let socket = TcpListener::bind(requested)
+            .and_then(|s| {
+                nix::sys::socket::listen(&s, nix::sys::socket::Backlog::new(BACKLOG)?)?;
+                Ok(s)
+            })
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}")))?;
         let local = socket.local_addr()?;
         self.list.push(Listener {
