@@ -58,6 +58,11 @@ pub struct ServeArgs {
     /// The most connections per handoff packet (1-16); 1 measures what batching buys.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=16))]
     handoff_batch: u8,
+    /// The most connections one worker holds at once; past it the master gives new
+    /// connections to other workers, and when all are full leaves them in the kernel's
+    /// backlog [default: what the open-file limit allows].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
     /// What the workers answer.
     #[arg(long, value_enum, default_value_t = App::Hello)]
     app: App,
@@ -66,7 +71,10 @@ pub struct ServeArgs {
 /// Parses the command line and runs it; the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Microsecond timestamps: the reliability scripts time respawns from the master's log.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_micros()
+        .init();
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => crate::load::main(args),
@@ -84,6 +92,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         .handoff_batch(args.handoff_batch as usize);
     if let Some(n) = args.workers {
         cluster = cluster.workers(n as usize);
+    }
+    if let Some(n) = args.max_connections {
+        cluster = cluster.max_connections(n as usize);
     }
     for addr in &args.listen {
         cluster = cluster.listen(addr.clone());

@@ -153,6 +153,7 @@ pub struct Cluster {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) listen: Vec<String>,
     pub(crate) handoff_batch: usize,
+    pub(crate) max_connections: Option<usize>,
     pub(crate) on_event: Option<EventCallback>,
     pub(crate) setup: Option<WorkerSetup>,
 }
@@ -172,6 +173,7 @@ impl Cluster {
             shutdown_timeout: Duration::from_secs(10),
             listen: Vec::new(),
             handoff_batch: crate::channel::MAX_FDS_PER_HANDOFF,
+            max_connections: None,
             on_event: None,
             setup: None,
         }
@@ -200,6 +202,16 @@ impl Cluster {
     /// to measure what batching buys.
     pub fn handoff_batch(mut self, n: usize) -> Self {
         self.handoff_batch = n.clamp(1, crate::channel::MAX_FDS_PER_HANDOFF);
+        self
+    }
+
+    /// The most connections one worker holds at once (at least 1; default: as many as its
+    /// open-file limit allows). The master counts the connections it handed each worker and
+    /// not yet heard closed, and skips a worker at its limit; when every worker is at its
+    /// limit, the master stops accepting and new connections wait in the kernel's backlog
+    /// until a worker reports one closed.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n.max(1));
         self
     }
 

@@ -59,6 +59,9 @@ pub struct Link {
     /// `Drain` is to be sent once everything dispatched before it has been sent.
     drain_requested: bool,
     drain_sent: bool,
+    /// The worker's queue was full at the last send: the worker is not keeping up (or has
+    /// stopped reading, at its fd limit), so dispatch passes it by until a flush succeeds.
+    pub blocked: bool,
     /// Connections handed to this worker and not yet reported closed.
     pub open: u64,
     /// Connections sent to this worker, in all.
@@ -81,6 +84,7 @@ impl Link {
             messages: VecDeque::new(),
             drain_requested: false,
             drain_sent: false,
+            blocked: false,
             open: 0,
             connections: 0,
             requests: 0,
@@ -145,10 +149,14 @@ impl Link {
                     // The packet holds its own references now: close the master's copies.
                     self.unsent.drain(..n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return Ok(false);
+                }
                 Err(e) => return Err(e),
             }
         }
+        self.blocked = false;
         while let Some(msg) = self.messages.front() {
             match self.channel.send_to_worker(&ToWorker::Message(msg.clone())) {
                 Ok(()) => {
@@ -166,6 +174,12 @@ impl Link {
             }
         }
         Ok(true)
+    }
+
+    /// Whether this worker can take another connection: fewer than `limit` open and its
+    /// queue not full.
+    pub fn has_room(&self, limit: u64) -> bool {
+        self.open < limit && !self.blocked
     }
 
     /// Asks the worker to acknowledge every handoff from now on.

@@ -81,6 +81,13 @@ pub struct WorkerProc {
     pub link: Link,
 }
 
+impl WorkerProc {
+    /// Whether this worker is online with room for another connection under `limit`.
+    fn takes_connections(&self, limit: u64) -> bool {
+        self.state == WorkerState::Online && self.link.has_room(limit)
+    }
+}
+
 /// What the master is doing overall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -102,6 +109,9 @@ pub struct Master {
     policy: Policy,
     shutdown_timeout: Duration,
     handoff_batch: usize,
+    /// The most connections a worker holds: `--max-connections`, and never more than fit
+    /// under a worker's open-file limit.
+    max_connections: u64,
     on_event: Option<EventCallback>,
     setup: WorkerSetup,
     phase: Phase,
@@ -112,6 +122,7 @@ pub struct Master {
     /// Accepting is paused until then (descriptor exhaustion).
     accept_paused_until: Option<Instant>,
     last_fd_warning: Option<Instant>,
+    last_full_warning: Option<Instant>,
     /// Workers with something to send; flushed at the end of the loop turn.
     dirty: Vec<usize>,
 }
@@ -120,6 +131,12 @@ impl Master {
     /// Sets up the master: the poll, the signal pipe, the pre-bound listeners.
     pub fn new(cluster: Cluster) -> io::Result<Master> {
         raise_fd_limit();
+        // Workers inherit the (raised) limit, so the master can compute theirs.
+        let fd_capacity = worker::connection_capacity();
+        let max_connections = cluster
+            .max_connections
+            .unwrap_or(usize::MAX)
+            .min(fd_capacity);
         let poll = Poll::new()?;
         let signals = signals::Signals::install()?;
         let sfd = signals.fd();
@@ -135,6 +152,7 @@ impl Master {
             policy: cluster.policy,
             shutdown_timeout: cluster.shutdown_timeout,
             handoff_batch: cluster.handoff_batch,
+            max_connections: max_connections as u64,
             on_event: cluster.on_event,
             setup: cluster
                 .setup
@@ -144,6 +162,7 @@ impl Master {
             waiting: Vec::new(),
             accept_paused_until: None,
             last_fd_warning: None,
+            last_full_warning: None,
             dirty: Vec::new(),
         };
         for addr in &cluster.listen {
@@ -224,7 +243,12 @@ impl Master {
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        if self.listeners.ids().any(|id| self.listeners.get(id).ready)
+        // A ready listener with no worker to take its connections waits for an event (an
+        // Online, a Listen, an Ack reporting closed connections) rather than spinning.
+        if self
+            .listeners
+            .ids()
+            .any(|id| self.listeners.get(id).ready && self.has_taker(id))
             && self.accept_paused_until.is_none()
         {
             return Some(Duration::ZERO);
@@ -540,7 +564,13 @@ impl Master {
                 seq,
                 closed,
                 requests,
-            } => w.link.on_ack(seq, closed, requests),
+            } => {
+                w.link.on_ack(seq, closed, requests);
+                // Room freed: connections held for want of a worker go first.
+                if closed > 0 && !self.waiting.is_empty() {
+                    self.hand_out_waiting();
+                }
+            }
             ToMaster::Message(payload) => self.emit(&Event::Message {
                 worker: id,
                 payload: &payload,
@@ -554,6 +584,9 @@ impl Master {
         if self.accept_paused_until.is_some() {
             return;
         }
+        if !self.waiting.is_empty() {
+            self.hand_out_waiting();
+        }
         for id in self.listeners.ids().collect::<Vec<_>>() {
             if self.listeners.get(id).ready {
                 self.accept(id, ACCEPT_BURST);
@@ -565,10 +598,12 @@ impl Master {
     fn accept(&mut self, id: ListenerId, max: usize) {
         // With no worker to take them, connections wait in the kernel's accept queue (its
         // backlog) rather than in the master: accepting them would only hold their fds.
-        if !self.has_taker(id) {
-            return;
-        }
         for _ in 0..max {
+            // Checked for every connection: workers fill up during a burst.
+            if !self.has_taker(id) {
+                self.warn_all_full(id);
+                return;
+            }
             let l = self.listeners.get_mut(id);
             let Some(socket) = l.socket.as_ref() else {
                 return;
@@ -597,11 +632,7 @@ impl Master {
                         // Spinning on accept would burn a CPU; pause, warn once in a while.
                         let now = Instant::now();
                         self.accept_paused_until = Some(now + ACCEPT_PAUSE);
-                        if self
-                            .last_fd_warning
-                            .map_or(true, |t| now.duration_since(t) >= WARN_INTERVAL)
-                        {
-                            self.last_fd_warning = Some(now);
+                        if due(&mut self.last_fd_warning, now) {
                             log::warn!("master: accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
                         }
                         return;
@@ -616,11 +647,37 @@ impl Master {
 
     /// Whether any worker could take a connection from listener `id` now.
     fn has_taker(&self, id: ListenerId) -> bool {
-        self.listeners.get(id).subscribers.iter().any(|&k| {
+        self.listeners
+            .get(id)
+            .subscribers
+            .iter()
+            .any(|&k| self.takes_connections(k))
+    }
+
+    /// Whether worker `key` is online with room for another connection.
+    fn takes_connections(&self, key: usize) -> bool {
+        self.workers
+            .get(key)
+            .is_some_and(|w| w.takes_connections(self.max_connections))
+    }
+
+    /// Every worker of a listener is full (or none is online): says so once per interval
+    /// when it is because of the connection limit.
+    fn warn_all_full(&mut self, id: ListenerId) {
+        let subscribers = &self.listeners.get(id).subscribers;
+        let online = subscribers.iter().any(|&k| {
             self.workers
                 .get(k)
                 .is_some_and(|w| w.state == WorkerState::Online)
-        })
+        });
+        let now = Instant::now();
+        if online && due(&mut self.last_full_warning, now) {
+            log::warn!(
+                "master: every worker is at its limit of {} connections or not keeping up; \
+                 new connections wait in the backlog",
+                self.max_connections
+            );
+        }
     }
 
     /// Hands `conn` to the worker the policy picks, or keeps it waiting if none can take it.
@@ -630,15 +687,13 @@ impl Master {
 
     fn dispatch_avoiding(&mut self, conn: Accepted, avoid: Option<usize>) {
         let workers = &self.workers;
+        let limit = self.max_connections;
         let l = self.listeners.get_mut(conn.listener);
         let subscribers = &l.subscribers;
         let pick = match self.policy {
             Policy::RoundRobin => l.rotation.pick(subscribers.len(), |i| {
                 let k = subscribers[i];
-                Some(k) != avoid
-                    && workers
-                        .get(k)
-                        .is_some_and(|w| w.state == WorkerState::Online)
+                Some(k) != avoid && workers.get(k).is_some_and(|w| w.takes_connections(limit))
             }),
         };
         match pick.map(|i| subscribers[i]) {
@@ -709,6 +764,16 @@ impl Master {
             self.stop();
         }
     }
+}
+
+/// Whether a rate-limited warning last given at `last` may be given again at `now`; if so,
+/// records `now`.
+fn due(last: &mut Option<Instant>, now: Instant) -> bool {
+    if last.is_some_and(|t| now.duration_since(t) < WARN_INTERVAL) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 /// Raises the soft limit on open files to the hard limit (as Go's runtime does): every

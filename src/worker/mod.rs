@@ -426,7 +426,7 @@ impl Worker {
 
 /// How many connections fit under this process's open-file limit, keeping a reserve for
 /// the worker's own fds (stdio, poll, channel, a handler's files, a proxy's upstreams).
-fn connection_capacity() -> usize {
+pub(crate) fn connection_capacity() -> usize {
     let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .unwrap_or((1024, 1024));
     let soft = usize::try_from(soft).unwrap_or(usize::MAX);
