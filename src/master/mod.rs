@@ -116,6 +116,8 @@ pub struct Master {
     last_fd_warning: Option<Instant>,
     /// Workers with something to send; flushed at the end of the loop turn.
     dirty: Vec<usize>,
+    /// Receive buffer for worker packets (the largest is a 64 KiB user message).
+    recv_buf: Vec<u8>,
 }
 
 impl Master {
@@ -147,6 +149,7 @@ impl Master {
             accept_paused_until: None,
             last_fd_warning: None,
             dirty: Vec::new(),
+            recv_buf: vec![0; MAX_MESSAGE + 64],
         };
         for addr in &cluster.listen {
             master.listen(addr)?;
@@ -392,7 +395,6 @@ impl Master {
                 }
             }
         }
-        let _ = self.timers();
     }
 
     /// The worker is gone: stop dispatching to it and give the connections it never read
@@ -459,7 +461,12 @@ impl Master {
 
     /// Reads every packet the worker sent.
     fn read_worker(&mut self, key: usize) {
-        let mut buf = vec![0u8; MAX_MESSAGE + 64];
+        let mut buf = std::mem::take(&mut self.recv_buf);
+        self.read_worker_into(key, &mut buf);
+        self.recv_buf = buf;
+    }
+
+    fn read_worker_into(&mut self, key: usize, buf: &mut [u8]) {
         loop {
             let Some(w) = self.workers.get_mut(key) else {
                 return;
@@ -467,7 +474,7 @@ impl Master {
             if w.state == WorkerState::Disconnected {
                 return;
             }
-            let msg = match w.link.channel.recv(&mut buf) {
+            let msg = match w.link.channel.recv(buf) {
                 // Workers send no fds; any that came would be closed by dropping them here.
                 Ok(Received::Packet(n, _)) | Ok(Received::Truncated(n)) => {
                     ToMaster::decode(&buf[..n])
