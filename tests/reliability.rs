@@ -212,8 +212,14 @@ fn the_master_survives_running_out_of_fds_idles_while_waiting_and_serves_after()
     // master's own table (64) runs out as it accepts.
     let h = serve_with_fd_limit(64, 2);
     let master = h.pid();
-    // Idle connections that never send: each holds a worker's slot for 10 s.
-    let hold: Vec<TcpStream> = (0..300).map(|_| connect(h.addr)).collect();
+    // Connections that send half a head and stop: each holds a worker's slot for 10 s.
+    let hold: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = connect(h.addr);
+            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
     // Wait until the master has stopped taking connections (limit or descriptors).
     h.log
         .wait_for_n(1, |l| l.contains("at its limit") || l.contains("accept:"));
