@@ -40,6 +40,8 @@ fn bad_flags_are_rejected_without_a_panic() {
         &["serve", "--policy", "fastest"],
         &["serve", "--listen", "not-an-address"],
         &["serve", "--shutdown-timeout", "-1"],
+        &["serve", "--max-connections", "0"],
+        &["serve", "--max-connections", "lots"],
         &["serve", "--no-such-flag"],
         &["frobnicate"],
     ] {
