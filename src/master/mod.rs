@@ -17,11 +17,19 @@
 
 mod handoff;
 mod listeners;
+mod ops;
+mod reload;
+mod restarts;
 mod signals;
 mod supervisor;
+mod systemd;
+mod upgrade;
 
 pub use handoff::{Accepted, Link};
+pub use ops::{OpsOptions, OpsStatus};
+pub use reload::ReloadStatus;
 pub use supervisor::{thread_count, BACKOFF_MAX, BACKOFF_START, STABLE_AFTER};
+pub use upgrade::UpgradeStatus;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -114,12 +122,16 @@ pub struct Master {
     last_fd_warning: Option<Instant>,
     /// Workers with something to send; flushed at the end of the loop turn.
     dirty: Vec<usize>,
+    /// Reload, upgrade, restart limit, systemd, privileges ([`ops`]).
+    ops: ops::Ops,
 }
 
 impl Master {
     /// Sets up the master: the poll, the signal pipe, the pre-bound listeners.
     pub fn new(cluster: Cluster) -> io::Result<Master> {
         raise_fd_limit();
+        let ops = ops::Ops::new(cluster.ops)?;
+        let inherited = systemd::inherited_listeners()?;
         let poll = Poll::new()?;
         let signals = signals::Signals::install()?;
         let sfd = signals.fd();
@@ -145,10 +157,16 @@ impl Master {
             accept_paused_until: None,
             last_fd_warning: None,
             dirty: Vec::new(),
+            ops,
         };
+        if let Some(first) = master.ops.upgrade.first_id {
+            master.next_id = first;
+        }
+        master.listeners.set_inherited(inherited);
         for addr in &cluster.listen {
             master.listen(addr)?;
         }
+        master.check_inherited(!cluster.listen.is_empty())?;
         Ok(master)
     }
 
@@ -176,6 +194,7 @@ impl Master {
             self.slots.len(),
             self.policy
         );
+        self.ops_started()?;
         for slot in 0..self.slots.len() {
             self.spawn(slot)?;
         }
@@ -190,6 +209,7 @@ impl Master {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals()?,
+                    upgrade::READY_PIPE => self.on_ready_pipe(),
                     Token(t) if t >= WORKER_BASE => {
                         let key = t - WORKER_BASE;
                         if self.workers.contains(key) {
@@ -210,14 +230,17 @@ impl Master {
             self.accept_ready();
             self.flush();
             self.timers()?;
+            self.ops_tick();
+            self.flush();
             if let Phase::Stopping { .. } = self.phase {
                 if self.workers.is_empty() {
                     log::info!("master: all workers gone, exiting");
-                    return Ok(if self.forced {
+                    let how = if self.forced {
                         Shutdown::Forced
                     } else {
                         Shutdown::Graceful
-                    });
+                    };
+                    return self.ops_exit(how);
                 }
             }
         }
@@ -231,6 +254,7 @@ impl Master {
         }
         let mut deadlines: Vec<Instant> = self.slots.iter().filter_map(|s| s.respawn_at).collect();
         deadlines.extend(self.accept_paused_until);
+        deadlines.extend(self.ops_deadline());
         if let Phase::Stopping { deadline } = self.phase {
             deadlines.push(deadline);
         }
@@ -273,8 +297,8 @@ impl Master {
 
     // ---- supervision -------------------------------------------------------------------
 
-    /// Forks a worker into `slot`.
-    fn spawn(&mut self, slot: usize) -> io::Result<()> {
+    /// Forks a worker into `slot`; returns its key.
+    fn spawn(&mut self, slot: usize) -> io::Result<usize> {
         let id = self.next_id;
         self.next_id += 1;
         let (master_end, worker_end) = Channel::pair()?;
@@ -290,6 +314,8 @@ impl Master {
         close.extend(self.signals.fds());
         close.extend(self.listeners.fds());
         close.extend(self.workers.iter().flat_map(|(_, w)| w.link.fds()));
+        close.extend(self.ops.fds());
+        let credentials = self.ops.credentials.as_ref();
         let master_pid = nix::unistd::getpid();
         let setup = &mut self.setup;
         // INVARIANT: the master is single-threaded here (fork_worker checks it). The child
@@ -301,6 +327,7 @@ impl Master {
                 master_pid,
                 close: &close,
                 setup: &mut **setup,
+                credentials,
             })
         })?;
         // `child_end` moved into the closure and was dropped (closed) here in the parent.
@@ -325,7 +352,7 @@ impl Master {
             worker: id,
             pid: pid.as_raw(),
         });
-        Ok(())
+        Ok(key)
     }
 
     fn on_signals(&mut self) -> io::Result<()> {
@@ -346,6 +373,8 @@ impl Master {
                     self.stop();
                     self.kill_all();
                 }
+                Signal::SIGHUP => self.request_reload("SIGHUP"),
+                Signal::SIGUSR2 => self.start_upgrade(),
                 other => log::info!("master: {other} ignored"),
             }
         }
@@ -362,6 +391,7 @@ impl Master {
                 .find(|(_, w)| w.pid == pid)
                 .map(|(k, _)| k)
             else {
+                self.upgrade_child_exited(pid, status);
                 continue;
             };
             // Read what the worker said before it died, then take back what it never read.
@@ -373,6 +403,9 @@ impl Master {
                 worker: w.id,
                 status,
             });
+            if self.ops_worker_exited(key, &w, status) {
+                continue;
+            }
             let slot = &mut self.slots[w.slot];
             if slot.worker == Some(key) {
                 slot.worker = None;
@@ -385,6 +418,7 @@ impl Master {
                             w.started.elapsed()
                         );
                     }
+                    self.ops_restart_scheduled(&w);
                 }
             }
         }
@@ -428,6 +462,7 @@ impl Master {
         self.phase = Phase::Stopping {
             deadline: Instant::now() + self.shutdown_timeout,
         };
+        self.ops_stopping();
         for slot in &mut self.slots {
             slot.respawn_at = None;
         }
@@ -704,6 +739,9 @@ impl Master {
                     self.dirty.push(key);
                 }
             }
+        }
+        if control.reload {
+            self.request_reload("Control::reload");
         }
         if control.shutdown && self.phase == Phase::Running {
             self.stop();
