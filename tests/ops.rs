@@ -322,11 +322,7 @@ fn systemd_notify_says_ready_reloading_and_stopping() {
     let mut got = Vec::new();
     wait_notification(&socket, "READY=1", &mut got);
     assert_eq!(got, ["READY=1"], "READY=1 comes first, once");
-    assert!(h
-        .log
-        .lines()
-        .iter()
-        .any(|l| l.contains("master ready: 2 worker(s) listening")));
+    h.log.wait_for("master ready: 2 worker(s) listening");
 
     h.signal(libc::SIGHUP);
     wait_notification(&socket, "RELOADING=1", &mut got);
@@ -350,11 +346,17 @@ fn socket_activated(listener: &TcpListener, listen: &str) -> Command {
         .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
         .arg(herd_bin())
         .args(["serve", "--listen", listen, "--workers", "2"]);
-    // SAFETY: dup2 is async-signal-safe; it gives the child a copy of the listener at fd 3,
-    // without close-on-exec, as the socket activation protocol wants.
+    // SAFETY: dup2 and fcntl are async-signal-safe; they give the child the listener at
+    // fd 3 without close-on-exec, as the socket activation protocol wants (dup2 onto itself
+    // would leave close-on-exec set, hence fcntl when the listener already is fd 3).
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -391,6 +393,23 @@ fn an_inherited_socket_that_matches_no_listen_address_is_an_error() {
             "herd: inherited socket fd 3 ({}) matches no --listen address",
             listener.local_addr().unwrap()
         )),
+        "{err}"
+    );
+}
+
+#[test]
+fn listen_fds_naming_an_fd_that_is_not_open_is_a_clear_error() {
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec 3<&-; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+        .arg(herd_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("herd: inherited fd 3 is not a listening TCP socket: Bad file descriptor"),
         "{err}"
     );
 }

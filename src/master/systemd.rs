@@ -126,8 +126,14 @@ fn adopt(fd: RawFd) -> io::Result<std::net::TcpListener> {
             "inherited fd {fd} is not a listening TCP socket: {why}"
         ))
     };
+    // A LISTEN_FDS that counts fds which are not open: wrapping one would close it twice.
+    // SAFETY: F_GETFD only reads the fd's flags.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(not_listener(io::Error::last_os_error().to_string()));
+    }
     // SAFETY: the protocol hands this process fds LISTEN_FDS_START.. to own; nothing else in
-    // the process has wrapped them (this runs once, before any listener is opened).
+    // the process has wrapped them (this runs once, before any listener is opened), and the
+    // fd is open (checked above).
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let kind = getsockopt(&owned, sockopt::SockType).map_err(|e| not_listener(e.to_string()))?;
     let listening =
