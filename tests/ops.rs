@@ -576,3 +576,26 @@ fn user_needs_a_master_that_can_switch_users() {
         "{err}"
     );
 }
+
+#[test]
+fn help_names_reload_and_upgrade_signals() {
+    let out = Command::new(herd_bin()).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("HUP         rolling reload"), "{text}");
+    assert!(text.contains("USR2        binary upgrade"), "{text}");
+    let out = Command::new(herd_bin())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--pid-file",
+        "--max-restarts",
+        "--restart-window",
+        "--max-worker-rss",
+        "--user",
+        "--group",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from: {text}");
+    }
+}
