@@ -10,6 +10,8 @@
 //! * **signals** ([`signals`]): SIGCHLD reaps, recovers the connections a dead worker never
 //!   read ([`handoff`]) and schedules respawns ([`supervisor`]),
 //!   SIGTERM/SIGINT start a graceful stop, a second SIGINT stops at once.
+//!   SIGHUP starts a rolling reload and SIGUSR2 a binary upgrade (`ops`, `reload`,
+//!   `upgrade`).
 //!
 //! A graceful stop accepts what is already waiting in the kernel's queue, closes the
 //! listeners, sends every worker `Drain` behind the connections already dispatched to it, and
@@ -17,11 +19,19 @@
 
 mod handoff;
 mod listeners;
+mod ops;
+mod reload;
+mod restarts;
 mod signals;
 mod supervisor;
+mod systemd;
+mod upgrade;
 
 pub use handoff::{Accepted, Link};
+pub use ops::{OpsOptions, OpsStatus};
+pub use reload::ReloadStatus;
 pub use supervisor::{thread_count, BACKOFF_MAX, BACKOFF_START, STABLE_AFTER};
+pub use upgrade::UpgradeStatus;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -129,12 +139,16 @@ pub struct Master {
     dirty: Vec<usize>,
     /// Receive buffer for worker packets (the largest is a 64 KiB user message).
     recv_buf: Vec<u8>,
+    /// Reload, upgrade, restart limit, systemd, privileges ([`ops`]).
+    ops: ops::Ops,
 }
 
 impl Master {
     /// Sets up the master: the poll, the signal pipe, the pre-bound listeners.
     pub fn new(cluster: Cluster) -> io::Result<Master> {
         raise_fd_limit();
+        let ops = ops::Ops::new(cluster.ops)?;
+        let inherited = systemd::inherited_listeners()?;
         // Workers inherit the (raised) limit, so the master can compute theirs.
         let fd_capacity = worker::connection_capacity();
         let max_connections = cluster
@@ -169,10 +183,16 @@ impl Master {
             last_full_warning: None,
             dirty: Vec::new(),
             recv_buf: vec![0; MAX_MESSAGE + 64],
+            ops,
         };
+        if let Some(first) = master.ops.upgrade.first_id {
+            master.next_id = first;
+        }
+        master.listeners.set_inherited(inherited);
         for addr in &cluster.listen {
             master.listen(addr)?;
         }
+        master.check_inherited(!cluster.listen.is_empty())?;
         Ok(master)
     }
 
@@ -200,6 +220,7 @@ impl Master {
             self.slots.len(),
             self.policy
         );
+        self.ops_started()?;
         for slot in 0..self.slots.len() {
             self.spawn(slot)?;
         }
@@ -214,6 +235,7 @@ impl Master {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals()?,
+                    upgrade::READY_PIPE => self.on_ready_pipe(),
                     Token(t) if t >= WORKER_BASE => {
                         let key = t - WORKER_BASE;
                         if self.workers.contains(key) {
@@ -234,14 +256,17 @@ impl Master {
             self.accept_ready();
             self.flush();
             self.timers()?;
+            self.ops_tick();
+            self.flush();
             if let Phase::Stopping { .. } = self.phase {
                 if self.workers.is_empty() {
                     log::info!("master: all workers gone, exiting");
-                    return Ok(if self.forced {
+                    let how = if self.forced {
                         Shutdown::Forced
                     } else {
                         Shutdown::Graceful
-                    });
+                    };
+                    return self.ops_exit(how);
                 }
             }
         }
@@ -256,6 +281,7 @@ impl Master {
         }
         let mut deadlines: Vec<Instant> = self.slots.iter().filter_map(|s| s.respawn_at).collect();
         deadlines.extend(self.accept_paused_until);
+        deadlines.extend(self.ops_deadline());
         if let Phase::Stopping { deadline } = self.phase {
             deadlines.push(deadline);
         }
@@ -298,8 +324,8 @@ impl Master {
 
     // ---- supervision -------------------------------------------------------------------
 
-    /// Forks a worker into `slot`.
-    fn spawn(&mut self, slot: usize) -> io::Result<()> {
+    /// Forks a worker into `slot`; returns its key.
+    fn spawn(&mut self, slot: usize) -> io::Result<usize> {
         let id = self.next_id;
         self.next_id += 1;
         let (master_end, worker_end) = Channel::pair()?;
@@ -315,6 +341,8 @@ impl Master {
         close.extend(self.signals.fds());
         close.extend(self.listeners.fds());
         close.extend(self.workers.iter().flat_map(|(_, w)| w.link.fds()));
+        close.extend(self.ops.fds());
+        let credentials = self.ops.credentials.as_ref();
         let master_pid = nix::unistd::getpid();
         let setup = &mut self.setup;
         // INVARIANT: the master is single-threaded here (fork_worker checks it). The child
@@ -326,6 +354,7 @@ impl Master {
                 master_pid,
                 close: &close,
                 setup: &mut **setup,
+                credentials,
             })
         })?;
         // `child_end` moved into the closure and was dropped (closed) here in the parent.
@@ -351,7 +380,7 @@ impl Master {
             worker: id,
             pid: pid.as_raw(),
         });
-        Ok(())
+        Ok(key)
     }
 
     fn on_signals(&mut self) -> io::Result<()> {
@@ -372,6 +401,8 @@ impl Master {
                     self.stop();
                     self.kill_all();
                 }
+                Signal::SIGHUP => self.request_reload("SIGHUP"),
+                Signal::SIGUSR2 => self.start_upgrade(),
                 other => log::info!("master: {other} ignored"),
             }
         }
@@ -388,6 +419,7 @@ impl Master {
                 .find(|(_, w)| w.pid == pid)
                 .map(|(k, _)| k)
             else {
+                self.upgrade_child_exited(pid, status);
                 continue;
             };
             // Read what the worker said before it died, then take back what it never read.
@@ -399,6 +431,9 @@ impl Master {
                 worker: w.id,
                 status,
             });
+            if self.ops_worker_exited(key, &w, status) {
+                continue;
+            }
             let slot = &mut self.slots[w.slot];
             if slot.worker == Some(key) {
                 slot.worker = None;
@@ -411,6 +446,7 @@ impl Master {
                             w.started.elapsed()
                         );
                     }
+                    self.ops_restart_scheduled(&w);
                 }
             }
         }
@@ -453,6 +489,7 @@ impl Master {
         self.phase = Phase::Stopping {
             deadline: Instant::now() + self.shutdown_timeout,
         };
+        self.ops_stopping();
         for slot in &mut self.slots {
             slot.respawn_at = None;
         }
@@ -788,6 +825,9 @@ impl Master {
                     self.dirty.push(key);
                 }
             }
+        }
+        if control.reload {
+            self.request_reload("Control::reload");
         }
         if control.shutdown && self.phase == Phase::Running {
             self.stop();
