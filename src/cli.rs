@@ -49,9 +49,13 @@ pub struct ServeArgs {
     /// Number of worker processes [default: the number of CPUs].
     #[arg(long, short = 'w', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
-    /// How the master spreads connections over workers.
+    /// How connections are spread over workers: round-robin, node, least-connections, p2c
+    /// (the master accepts); shared, shared-exclusive, reuseport (the workers accept).
     #[arg(long, value_name = "POLICY", default_value = "round-robin")]
     policy: Policy,
+    /// Serve GET /metrics (Prometheus) and GET /status (JSON) on this address, from the master.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
     /// Seconds a graceful stop waits for workers before killing them.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     shutdown_timeout: f64,
@@ -84,6 +88,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         .handoff_batch(args.handoff_batch as usize);
     if let Some(n) = args.workers {
         cluster = cluster.workers(n as usize);
+    }
+    if let Some(addr) = args.admin {
+        cluster = cluster.admin(addr);
     }
     for addr in &args.listen {
         cluster = cluster.listen(addr.clone());

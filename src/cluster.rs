@@ -153,6 +153,7 @@ pub struct Cluster {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) listen: Vec<String>,
     pub(crate) handoff_batch: usize,
+    pub(crate) admin: Option<String>,
     pub(crate) on_event: Option<EventCallback>,
     pub(crate) setup: Option<WorkerSetup>,
 }
@@ -172,6 +173,7 @@ impl Cluster {
             shutdown_timeout: Duration::from_secs(10),
             listen: Vec::new(),
             handoff_batch: crate::channel::MAX_FDS_PER_HANDOFF,
+            admin: None,
             on_event: None,
             setup: None,
         }
@@ -208,6 +210,14 @@ impl Cluster {
     /// address share this socket. Optional: a worker's `listen` binds on demand otherwise.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen.push(addr.into());
+        self
+    }
+
+    /// Serves `GET /metrics` (Prometheus text) and `GET /status` (JSON) on `addr`, from the
+    /// master's own loop: per-worker connections, requests, open connections, exits. The
+    /// bound address is logged as `admin listening on ADDR`. Off unless called.
+    pub fn admin(mut self, addr: impl Into<String>) -> Self {
+        self.admin = Some(addr.into());
         self
     }
 

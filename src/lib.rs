@@ -29,6 +29,7 @@ pub mod http;
 pub mod load;
 pub mod master;
 pub mod policy;
+pub mod reuseport;
 pub mod worker;
 
 pub use cluster::{Cluster, Control, Event, ExitStatus, Shutdown};

@@ -6,15 +6,19 @@
 //! rule. The key is the address as requested, so every worker asking for `127.0.0.1:0` shares
 //! one socket on one ephemeral port. Each listener keeps the workers that asked for it, in
 //! the order they asked, which is the rotation order of round-robin.
+//!
+//! Under `reuseport` the master's socket for an address is only a reservation, bound and not
+//! listening (see [`crate::reuseport`]); each worker gets a listening socket of its own.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use mio::net::TcpListener;
 
+use super::handoff::Accepted;
 use crate::channel::ListenerId;
-use crate::policy::RoundRobin;
+use crate::policy::{Acceptance, AckGate, Picker};
 
 /// One listening socket and the workers it feeds.
 pub struct Listener {
@@ -26,8 +30,10 @@ pub struct Listener {
     pub socket: Option<TcpListener>,
     /// Worker keys (the master's slab keys) subscribed to this listener, in join order.
     pub subscribers: Vec<usize>,
-    /// Round-robin position over `subscribers`.
-    pub rotation: RoundRobin,
+    /// The policy's decision state over `subscribers` (rotation, random numbers).
+    pub picker: Picker,
+    /// The `node` policy's free workers and waiting connections.
+    pub gate: AckGate<Accepted>,
     /// An accept burst stopped before `WouldBlock`: accept again without waiting for epoll.
     pub ready: bool,
 }
@@ -47,8 +53,13 @@ pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
 }
 
 impl Listeners {
-    /// The listener for `addr`, binding it on first use. Returns its id and whether it is new.
-    pub fn get_or_bind(&mut self, addr: &str) -> io::Result<(ListenerId, bool)> {
+    /// The listener for `addr`, binding it on first use (as `acceptance` needs it). Returns
+    /// its id and whether it is new.
+    pub fn get_or_bind(
+        &mut self,
+        addr: &str,
+        acceptance: Acceptance,
+    ) -> io::Result<(ListenerId, bool)> {
         let requested = resolve(addr)?;
         if let Some(id) = self.list.iter().position(|l| l.requested == requested) {
             if self.list[id].socket.is_some() {
@@ -63,15 +74,21 @@ impl Listeners {
             return Err(io::Error::other("too many listeners"));
         }
         // mio binds non-blocking and close-on-exec with SO_REUSEADDR, backlog 1024.
-        let socket = TcpListener::bind(requested)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}")))?;
+        let socket = match acceptance {
+            Acceptance::ReusePort => {
+                crate::reuseport::bind_reuseport(requested, false).map(TcpListener::from_std)
+            }
+            _ => TcpListener::bind(requested),
+        }
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}")))?;
         let local = socket.local_addr()?;
         self.list.push(Listener {
             requested,
             local,
             socket: Some(socket),
             subscribers: Vec::new(),
-            rotation: RoundRobin::default(),
+            picker: Picker::default(),
+            gate: AckGate::default(),
             ready: false,
         });
         Ok(((self.list.len() - 1) as ListenerId, true))
@@ -92,11 +109,42 @@ impl Listeners {
         0..self.list.len() as ListenerId
     }
 
-    /// Removes a worker from every subscriber list.
+    /// Removes a worker from every subscriber list (and from `node`'s free list).
     pub fn unsubscribe(&mut self, worker: usize) {
         for l in &mut self.list {
             l.subscribers.retain(|&w| w != worker);
+            l.gate.remove(worker);
         }
+    }
+
+    /// The listening socket a worker accepts from for listener `id` under `accept`: none when
+    /// the master accepts, a second descriptor of the shared socket (`shared`,
+    /// `shared-exclusive`), or a new `SO_REUSEPORT` socket of the worker's own (`reuseport`).
+    pub fn worker_socket(&self, id: ListenerId, accept: Acceptance) -> io::Result<Option<OwnedFd>> {
+        let l = self.get(id);
+        let Some(socket) = l.socket.as_ref() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the master is shutting down",
+            ));
+        };
+        match accept {
+            Acceptance::Master => Ok(None),
+            Acceptance::Shared | Acceptance::SharedExclusive => {
+                socket.as_fd().try_clone_to_owned().map(Some)
+            }
+            Acceptance::ReusePort => {
+                let own = crate::reuseport::bind_reuseport(l.local, true).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.local))
+                })?;
+                Ok(Some(own.into()))
+            }
+        }
+    }
+
+    /// Connections waiting in the master for `node`'s gate to open.
+    pub fn gated(&self) -> usize {
+        self.list.iter().map(|l| l.gate.queued()).sum()
     }
 
     /// The open sockets' fds, for a forked child to close.

@@ -14,7 +14,13 @@
 //! A graceful stop accepts what is already waiting in the kernel's queue, closes the
 //! listeners, sends every worker `Drain` behind the connections already dispatched to it, and
 //! waits; workers still alive at `shutdown_timeout` are killed.
+//!
+//! Under a worker-accept policy the master never accepts: it binds, passes the listening
+//! socket to each worker with its listen reply, and only supervises. With `--admin`, the
+//! same loop serves the metrics endpoint ([`admin`]).
 
+mod admin;
+mod dispatch;
 mod handoff;
 mod listeners;
 mod signals;
@@ -41,6 +47,8 @@ use listeners::Listeners;
 use supervisor::Slot;
 
 const SIGNALS: Token = Token(0);
+/// The admin listener, and admin connection `k` at `ADMIN_BASE + 1 + k` (below workers).
+const ADMIN_BASE: usize = 1 << 19;
 /// Listener `i` has token `LISTENER_BASE + i`.
 const LISTENER_BASE: usize = 1;
 /// Worker key `k` has token `WORKER_BASE + k`.
@@ -114,6 +122,12 @@ pub struct Master {
     last_fd_warning: Option<Instant>,
     /// Workers with something to send; flushed at the end of the loop turn.
     dirty: Vec<usize>,
+    /// The metrics endpoint (`--admin`), if asked for.
+    admin: Option<admin::Admin>,
+    /// When the master started (for `/status`).
+    started: Instant,
+    /// Worker processes reaped, in all.
+    exits: u64,
 }
 
 impl Master {
@@ -145,24 +159,36 @@ impl Master {
             accept_paused_until: None,
             last_fd_warning: None,
             dirty: Vec::new(),
+            admin: None,
+            started: Instant::now(),
+            exits: 0,
         };
         for addr in &cluster.listen {
             master.listen(addr)?;
+        }
+        if let Some(addr) = &cluster.admin {
+            let admin = admin::Admin::bind(addr, master.poll.registry(), Token(ADMIN_BASE))?;
+            log::info!("admin listening on {}", admin.local_addr());
+            master.admin = Some(admin);
         }
         Ok(master)
     }
 
     /// Binds (or finds) the listener for `addr` and registers it with the poll.
     fn listen(&mut self, addr: &str) -> io::Result<ListenerId> {
-        let (id, new) = self.listeners.get_or_bind(addr)?;
+        let (id, new) = self.listeners.get_or_bind(addr, self.policy.acceptance())?;
         if new {
             let l = self.listeners.get_mut(id);
             let socket = l.socket.as_mut().expect("a new listener is open");
-            self.poll.registry().register(
-                socket,
-                Token(LISTENER_BASE + id as usize),
-                Interest::READABLE,
-            )?;
+            // Under a worker-accept policy the workers accept; the master must not even
+            // watch the socket.
+            if !self.policy.worker_accepts() {
+                self.poll.registry().register(
+                    socket,
+                    Token(LISTENER_BASE + id as usize),
+                    Interest::READABLE,
+                )?;
+            }
             log::info!("master listening on {}", l.local);
         }
         Ok(id)
@@ -190,6 +216,12 @@ impl Master {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals()?,
+                    Token(t) if (ADMIN_BASE..WORKER_BASE).contains(&t) => {
+                        let snapshot = self.snapshot();
+                        if let Some(admin) = self.admin.as_mut() {
+                            admin.ready(self.poll.registry(), Token(t), &snapshot);
+                        }
+                    }
                     Token(t) if t >= WORKER_BASE => {
                         let key = t - WORKER_BASE;
                         if self.workers.contains(key) {
@@ -231,6 +263,7 @@ impl Master {
         }
         let mut deadlines: Vec<Instant> = self.slots.iter().filter_map(|s| s.respawn_at).collect();
         deadlines.extend(self.accept_paused_until);
+        deadlines.extend(self.admin.as_ref().and_then(|a| a.next_deadline()));
         if let Phase::Stopping { deadline } = self.phase {
             deadlines.push(deadline);
         }
@@ -246,6 +279,9 @@ impl Master {
         let now = Instant::now();
         if matches!(self.accept_paused_until, Some(t) if t <= now) {
             self.accept_paused_until = None;
+        }
+        if let Some(admin) = self.admin.as_mut() {
+            admin.expire(self.poll.registry(), now);
         }
         if self.phase == Phase::Running {
             for slot in 0..self.slots.len() {
@@ -290,6 +326,7 @@ impl Master {
         close.extend(self.signals.fds());
         close.extend(self.listeners.fds());
         close.extend(self.workers.iter().flat_map(|(_, w)| w.link.fds()));
+        close.extend(self.admin.iter().flat_map(|a| a.fds()));
         let master_pid = nix::unistd::getpid();
         let setup = &mut self.setup;
         // INVARIANT: the master is single-threaded here (fork_worker checks it). The child
@@ -311,13 +348,16 @@ impl Master {
             Token(WORKER_BASE + key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let mut link = Link::new(master_end, worker_end, self.handoff_batch);
+        // Node's SCHED_RR: a worker is free again only once it acknowledged its connection.
+        link.set_want_acks(self.policy == Policy::Node);
         self.workers.insert(WorkerProc {
             id,
             pid,
             slot,
             state: WorkerState::Starting,
             started: Instant::now(),
-            link: Link::new(master_end, worker_end, self.handoff_batch),
+            link,
         });
         self.slots[slot].worker = Some(key);
         log::info!("fork: worker {id} (pid {pid})");
@@ -368,6 +408,7 @@ impl Master {
             self.read_worker(key);
             self.disconnect(key);
             let w = self.workers.remove(key);
+            self.exits += 1;
             log::info!("worker {} exited ({status})", w.id);
             self.emit(&Event::Exit {
                 worker: w.id,
@@ -432,9 +473,13 @@ impl Master {
             slot.respawn_at = None;
         }
         // Connections already in the accept queue were accepted by the kernel on our behalf:
-        // serve them rather than reset them.
+        // serve them rather than reset them. (Under a worker-accept policy the workers do
+        // this final accept themselves when they drain.)
         for id in self.listeners.ids().collect::<Vec<_>>() {
             self.accept(id, usize::MAX);
+        }
+        self.release_gates();
+        for id in self.listeners.ids().collect::<Vec<_>>() {
             let l = self.listeners.get_mut(id);
             if let Some(mut socket) = l.socket.take() {
                 let _ = self.poll.registry().deregister(&mut socket);
@@ -502,37 +547,51 @@ impl Master {
                 self.emit(&Event::Online { worker: id });
             }
             ToMaster::Listen { req, addr } => {
-                let reply = match self.listen(&addr) {
-                    Ok(l) => {
+                let accept = self.policy.acceptance();
+                // The socket the worker will accept from, when it accepts for itself.
+                let granted = self
+                    .listen(&addr)
+                    .and_then(|l| Ok((l, self.listeners.worker_socket(l, accept)?)));
+                let (reply, socket) = match granted {
+                    Ok((l, socket)) => {
                         let local = self.listeners.get(l).local;
-                        let listener = self.listeners.get_mut(l);
-                        if !listener.subscribers.contains(&key) {
-                            listener.subscribers.push(key);
-                        }
-                        // Connections may be waiting in the kernel's queue for a first worker.
-                        listener.ready = true;
-                        log::info!("worker {id} listening on {local}");
-                        self.emit(&Event::Listening {
-                            worker: id,
-                            addr: local,
-                        });
-                        ToWorker::ListenOk {
-                            req,
-                            listener: l,
-                            addr: local.to_string(),
-                        }
+                        (
+                            ToWorker::ListenOk {
+                                req,
+                                listener: l,
+                                accept,
+                                addr: local.to_string(),
+                            },
+                            Some((l, local, socket)),
+                        )
                     }
                     Err(e) => {
                         log::warn!("worker {id}: listen {addr}: {e}");
-                        ToWorker::ListenErr {
-                            req,
-                            error: e.to_string(),
-                        }
+                        let error = e.to_string();
+                        (ToWorker::ListenErr { req, error }, None)
                     }
                 };
+                let fds: Vec<RawFd> = socket
+                    .iter()
+                    .filter_map(|(_, _, s)| s.as_ref().map(|s| s.as_raw_fd()))
+                    .collect();
                 let w = &mut self.workers[key];
-                if let Err(e) = w.link.channel.send_to_worker(&reply) {
+                // A per-worker socket (reuseport) is closed here once its copy is in flight.
+                if let Err(e) = w.link.channel.send_with_fds(|b| reply.encode(b), &fds) {
                     log::warn!("worker {id}: cannot send the listen reply: {e}");
+                } else if let Some((l, local, _)) = socket {
+                    let listener = self.listeners.get_mut(l);
+                    if !listener.subscribers.contains(&key) {
+                        listener.subscribers.push(key);
+                    }
+                    // Connections may be waiting in the kernel's queue for a first worker.
+                    listener.ready = true;
+                    log::info!("worker {id} listening on {local}");
+                    self.emit(&Event::Listening {
+                        worker: id,
+                        addr: local,
+                    });
+                    self.node_subscribed(key, l);
                 }
                 self.hand_out_waiting();
             }
@@ -540,7 +599,11 @@ impl Master {
                 seq,
                 closed,
                 requests,
-            } => w.link.on_ack(seq, closed, requests),
+                accepted,
+            } => {
+                w.link.on_ack(seq, closed, requests, accepted);
+                self.node_acknowledged(key);
+            }
             ToMaster::Message(payload) => self.emit(&Event::Message {
                 worker: id,
                 payload: &payload,
@@ -563,6 +626,9 @@ impl Master {
 
     /// Accepts up to `max` connections from listener `id` and dispatches them.
     fn accept(&mut self, id: ListenerId, max: usize) {
+        if self.policy.worker_accepts() {
+            return;
+        }
         // With no worker to take them, connections wait in the kernel's accept queue (its
         // backlog) rather than in the master: accepting them would only hold their fds.
         if !self.has_taker(id) {
@@ -621,40 +687,6 @@ impl Master {
                 .get(k)
                 .is_some_and(|w| w.state == WorkerState::Online)
         })
-    }
-
-    /// Hands `conn` to the worker the policy picks, or keeps it waiting if none can take it.
-    fn dispatch(&mut self, conn: Accepted) {
-        self.dispatch_avoiding(conn, None)
-    }
-
-    fn dispatch_avoiding(&mut self, conn: Accepted, avoid: Option<usize>) {
-        let workers = &self.workers;
-        let l = self.listeners.get_mut(conn.listener);
-        let subscribers = &l.subscribers;
-        let pick = match self.policy {
-            Policy::RoundRobin => l.rotation.pick(subscribers.len(), |i| {
-                let k = subscribers[i];
-                Some(k) != avoid
-                    && workers
-                        .get(k)
-                        .is_some_and(|w| w.state == WorkerState::Online)
-            }),
-        };
-        match pick.map(|i| subscribers[i]) {
-            Some(key) => {
-                self.workers[key].link.queue(conn);
-                self.dirty.push(key);
-            }
-            None => self.waiting.push(conn),
-        }
-    }
-
-    /// Gives the connections that found no worker another chance.
-    fn hand_out_waiting(&mut self) {
-        for conn in std::mem::take(&mut self.waiting) {
-            self.dispatch(conn);
-        }
     }
 
     /// Sends what every dirty link has queued.
