@@ -1,4 +1,4 @@
-//! The `herd` command line: `herd serve`, `herd load`.
+//! The `herd` command line: `herd serve`, `herd load`, `herd bench`.
 //!
 //! The binary is a thin user of the library: `serve` builds a [`Cluster`] from the flags.
 
@@ -33,6 +33,8 @@ enum Command {
     Serve(ServeArgs),
     /// Generate HTTP/1.1 load (closed loop like wrk, or open loop with --rate like wrk2).
     Load(crate::load::LoadArgs),
+    /// Compare the scheduling policies: start herd under each, drive workloads, report.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags of `herd serve`.
@@ -74,6 +76,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => crate::load::main(args),
+        Command::Bench(args) => crate::bench::main(args),
     }
 }
 

@@ -584,8 +584,9 @@ impl Master {
                     if !listener.subscribers.contains(&key) {
                         listener.subscribers.push(key);
                     }
-                    // Connections may be waiting in the kernel's queue for a first worker.
-                    listener.ready = true;
+                    // Connections may be waiting in the kernel's queue for a first worker
+                    // (when the master accepts; else `ready` would spin the loop for nothing).
+                    listener.ready = !self.policy.worker_accepts();
                     log::info!("worker {id} listening on {local}");
                     self.emit(&Event::Listening {
                         worker: id,
