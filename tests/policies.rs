@@ -45,7 +45,24 @@ fn serves_respawns_and_stops(policy: &str) {
         let id = worker_of(h.addr);
         assert!(id == 1 || id == 2, "{policy}: answered by worker {id}");
     }
+    let fds_of = |pid: i32| -> Vec<String> {
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some(format!(
+                    "{} -> {}",
+                    e.file_name().to_string_lossy(),
+                    target.display()
+                ))
+            })
+            .collect();
+        fds.sort();
+        fds
+    };
     let master_fds = fd_count(h.pid());
+    let before = fds_of(h.pid());
     for (id, pid) in h.forks() {
         // SAFETY: kill(2) on a worker of ours.
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -57,10 +74,17 @@ fn serves_respawns_and_stops(policy: &str) {
         let id = worker_of(h.addr);
         assert!(id == 3 || id == 4, "{policy}: answered by worker {id}");
     }
-    wait_until(
-        "the master's fds back to their count after start-up",
-        || fd_count(h.pid()) == master_fds,
-    );
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while fd_count(h.pid()) != master_fds {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{policy}: the master's fds changed across the respawns:\nbefore {before:#?}\n\
+             after {:#?}\nlog:\n{}",
+            fds_of(h.pid()),
+            h.log.lines().join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     h.signal(libc::SIGTERM);
     let status = h.wait_exit();
     assert!(status.success(), "{policy}: {status:?}");

@@ -576,10 +576,13 @@ impl Master {
                     .filter_map(|(_, _, s)| s.as_ref().map(|s| s.as_raw_fd()))
                     .collect();
                 let w = &mut self.workers[key];
-                // A per-worker socket (reuseport) is closed here once its copy is in flight.
+                // The master closes its copy of the socket it grants once the packet holds one.
                 if let Err(e) = w.link.channel.send_with_fds(|b| reply.encode(b), &fds) {
                     log::warn!("worker {id}: cannot send the listen reply: {e}");
-                } else if let Some((l, local, _)) = socket {
+                } else if let Some((l, local, own)) = socket {
+                    // Closed before the log line below, which tests take as the moment the
+                    // master's fds are settled.
+                    drop(own);
                     let listener = self.listeners.get_mut(l);
                     if !listener.subscribers.contains(&key) {
                         listener.subscribers.push(key);
