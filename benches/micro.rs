@@ -49,7 +49,7 @@ fn policy_decision(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("node", workers), &workers, |b, _| {
             b.iter(|| {
                 gate.push(1);
-                let (w, conn) = gate.handoff_all().pop().expect("a free worker");
+                let (w, conn) = gate.handoff_all(|_| true).pop().expect("a free worker");
                 black_box(conn);
                 gate.acknowledged(w);
             })

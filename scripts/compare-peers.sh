@@ -21,6 +21,7 @@
 #   DURATION     seconds per wrk run (default 10)
 #   WORKERS      workers per server (default 2)
 #   CONNECTIONS  wrk connections (default 64)
+#   ROUNDS       interleaved rounds per server; the table shows medians (default 3)
 #   WARMUP       seconds of unmeasured keep-alive load before measuring (default 1; 0 = none)
 #   RSS_INTERVAL seconds between RSS samples under load (default 1)
 #   HERD_BIN     herd binary to use; unset = `cargo build --release` and use target/release/herd
@@ -43,12 +44,13 @@ SERVERS=${SERVERS:-herd node nginx}
 DURATION=${DURATION:-10}
 WORKERS=${WORKERS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 RSS_INTERVAL=${RSS_INTERVAL:-1}
 OUT=${OUT:-}
 STOP_TIMEOUT=${STOP_TIMEOUT:-5}
 
-for v in DURATION WORKERS CONNECTIONS WARMUP; do
+for v in DURATION WORKERS CONNECTIONS WARMUP ROUNDS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION > 0 && WORKERS > 0 && CONNECTIONS > 0)) || die "DURATION, WORKERS and CONNECTIONS must be > 0"
@@ -74,6 +76,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 wants() { [[ " $SERVERS " == *" $1 "* ]]; }
+# wants_kind KIND: a server named KIND or KIND_<variant> is requested.
+wants_kind() { [[ " $SERVERS " == *" $1 "* || " $SERVERS " == *" $1_"* ]]; }
 
 # ---------------------------------------------------------------- setup ----
 
@@ -81,7 +85,7 @@ install_deps() {
     local pkgs=()
     have wrk || pkgs+=(wrk)
     have curl || pkgs+=(curl)
-    if wants nginx && ! have nginx && [[ ! -x /usr/sbin/nginx ]]; then pkgs+=(nginx-light); fi
+    if wants_kind nginx && ! have nginx && [[ ! -x /usr/sbin/nginx ]]; then pkgs+=(nginx-light); fi
     ((${#pkgs[@]} == 0)) && return 0
     ((EUID == 0)) || die "missing ${pkgs[*]}, and installing needs root"
     log "installing ${pkgs[*]}"
@@ -103,11 +107,11 @@ prepare() {
     if wants node; then
         have node || die "node is not installed (v20 expected)"
     fi
-    if wants nginx; then
+    if wants_kind nginx; then
         NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
         ((EUID == 0)) || die "nginx is run as root (its workers drop to nobody); run this as root"
     fi
-    if wants herd; then
+    if wants_kind herd; then
         if [[ -z $HERD_BIN ]]; then
             log "building herd (cargo build --release)"
             (cd "$REPO_ROOT" && cargo build --release >&2)
@@ -123,11 +127,15 @@ prepare() {
 
 start_herd() {
     local name=$1
+    shift
     # RUST_LOG: herd logs its "listening on" line through env_logger.
     RUST_LOG=${RUST_LOG:-info} launch "$name" "$WORK_DIR/$name.log" \
-        "$HERD_BIN" serve --listen 127.0.0.1:0 --workers "$WORKERS"
+        "$HERD_BIN" serve --listen 127.0.0.1:0 --workers "$WORKERS" "$@"
     SERVER_PORT[$name]=$(wait_log_port "$name" 'listening on 127\.0\.0\.1:[0-9]+' 30)
 }
+
+# herd with one fd per handoff packet: what batching buys on the accept path.
+start_herd_batch1() { start_herd "$1" --handoff-batch 1; }
 
 start_node() {
     local name=$1 port
@@ -137,17 +145,21 @@ start_node() {
 }
 
 start_nginx() {
-    local name=$1 port prefix
+    local name=$1 listen_opts=${2:-} port prefix
     port=$(free_port)
     prefix=$WORK_DIR/$name
     mkdir -p "$prefix"
     sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$prefix|g" \
+        -e "s|@LISTEN_OPTS@|$listen_opts|g" \
         "$PEERS_DIR/nginx.conf.template" >"$prefix/nginx.conf"
     # -e: the startup error log, before the config's error_log applies.
     launch "$name" "$WORK_DIR/$name.log" \
         "$NGINX_BIN" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log"
     SERVER_PORT[$name]=$port
 }
+
+# nginx with `listen ... deferred` (TCP_DEFER_ACCEPT), which herd's listeners always use.
+start_nginx_deferred() { start_nginx "$1" deferred; }
 
 start_server() {
     local name=$1
@@ -161,29 +173,45 @@ start_server() {
 # ------------------------------------------------------------ benchmark ----
 
 declare -A RPS_KA=() RPS_CLOSE=() RSS_MB=() NOTES=()
+# Every round's figure, space-separated, and the peak RSS over all rounds.
+declare -A KA_ALL=() CLOSE_ALL=() PEAK_KB=()
 
-bench_server() {
-    local name=$1 peak=0 wrk_base=(-t1 "-c$CONNECTIONS" "-d${DURATION}s")
-    if ((WARMUP > 0)); then
+# median: the median of the numbers on stdin (one or more, whitespace-separated).
+median() {
+    tr -s ' \n' '\n' | grep -v '^$' | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# bench_round NAME ROUND: one keep-alive and one Connection: close run against NAME.
+bench_round() {
+    local name=$1 round=$2 wrk_base=(-t1 "-c$CONNECTIONS" "-d${DURATION}s") peak=${PEAK_KB[$1]:-0}
+    if ((round == 1 && WARMUP > 0)); then
         log "$name: warm-up ${WARMUP}s"
         run_wrk "$name" "$WORK_DIR/$name.warmup.txt" -t1 "-c$CONNECTIONS" "-d${WARMUP}s"
     fi
 
-    log "$name: keep-alive, wrk ${wrk_base[*]}"
-    run_wrk "$name" "$WORK_DIR/$name.keepalive.txt" "${wrk_base[@]}"
-    RPS_KA[$name]=$WRK_RPS
-    peak=$WRK_PEAK_RSS_KB
-    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="keep-alive: $WRK_ERRORS. "
-
-    log "$name: Connection: close, wrk ${wrk_base[*]}"
-    run_wrk "$name" "$WORK_DIR/$name.close.txt" "${wrk_base[@]}" -H 'Connection: close'
-    RPS_CLOSE[$name]=$WRK_RPS
+    log "$name: round $round, keep-alive, wrk ${wrk_base[*]}"
+    run_wrk "$name" "$WORK_DIR/$name.keepalive.$round.txt" "${wrk_base[@]}"
+    KA_ALL[$name]+="$WRK_RPS "
     ((WRK_PEAK_RSS_KB > peak)) && peak=$WRK_PEAK_RSS_KB
-    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="close: $WRK_ERRORS. "
+    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="keep-alive round $round: $WRK_ERRORS. "
 
-    ((peak > 0)) || die "$name: no RSS sample was taken under load (DURATION too short for RSS_INTERVAL?)"
-    RSS_MB[$name]=$(awk -v kb="$peak" 'BEGIN { printf "%.1f", kb / 1024 }')
-    log "$name: keep-alive ${RPS_KA[$name]} req/s, close ${RPS_CLOSE[$name]} req/s, peak RSS ${RSS_MB[$name]} MB"
+    log "$name: round $round, Connection: close, wrk ${wrk_base[*]}"
+    run_wrk "$name" "$WORK_DIR/$name.close.$round.txt" "${wrk_base[@]}" -H 'Connection: close'
+    CLOSE_ALL[$name]+="$WRK_RPS "
+    ((WRK_PEAK_RSS_KB > peak)) && peak=$WRK_PEAK_RSS_KB
+    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="close round $round: $WRK_ERRORS. "
+    PEAK_KB[$name]=$peak
+}
+
+# summarize NAME: medians over the rounds into RPS_KA, RPS_CLOSE; peak RSS into RSS_MB.
+summarize() {
+    local name=$1
+    ((${PEAK_KB[$name]:-0} > 0)) || die "$name: no RSS sample was taken under load (DURATION too short for RSS_INTERVAL?)"
+    RPS_KA[$name]=$(median <<<"${KA_ALL[$name]}")
+    RPS_CLOSE[$name]=$(median <<<"${CLOSE_ALL[$name]}")
+    RSS_MB[$name]=$(awk -v kb="${PEAK_KB[$name]}" 'BEGIN { printf "%.1f", kb / 1024 }')
+    log "$name: keep-alive ${KA_ALL[$name]}-> ${RPS_KA[$name]} req/s; close ${CLOSE_ALL[$name]}-> ${RPS_CLOSE[$name]} req/s; peak RSS ${RSS_MB[$name]} MB"
 }
 
 # --------------------------------------------------------------- report ----
@@ -196,6 +224,7 @@ report() {
     echo "## herd vs peers: hello world, ${WORKERS} workers, wrk -t1 -c${CONNECTIONS} -d${DURATION}s"
     echo
     echo "Machine: $(nproc) CPUs, $(uname -sr). $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "req/s: median of ${ROUNDS} interleaved rounds (every round runs every server once)."
     echo "RSS MB: peak under load of the summed VmRSS of the server's process tree (master + workers)."
     echo
     echo "| server | keep-alive req/s | close req/s | RSS MB |"
@@ -224,7 +253,7 @@ report() {
 versions() {
     local v=()
     wants node && v+=("node $(node --version)")
-    wants nginx && v+=("$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/|nginx |')")
+    wants_kind nginx && v+=("$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/|nginx |')")
     # wrk --version exits 1 after printing.
     v+=("$( (wrk --version 2>&1 || true) | awk 'NR == 1 { print "wrk " $2 }')")
     log "versions: ${v[*]}"
@@ -236,10 +265,20 @@ main() {
     local name
     prepare
     versions
+    # Every server is started first and stays up (idle servers cost nothing); the rounds
+    # then interleave them, so a burst of noise on this shared machine hits all of them
+    # alike instead of whichever happened to run then. Figures are medians over rounds.
     for name in $SERVERS; do
         start_server "$name"
-        bench_server "$name"
-        stop_server "$name"
+    done
+    local round
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for name in $SERVERS; do
+            bench_round "$name" "$round"
+        done
+    done
+    for name in $SERVERS; do
+        summarize "$name"
     done
     if [[ -n $OUT ]]; then
         report | tee "$OUT"

@@ -352,13 +352,17 @@ impl<T> AckGate<T> {
     }
 
     /// Pairs waiting connections with free workers, oldest with first-freed, until one side
-    /// runs out; each worker paired is busy until [`AckGate::acknowledged`].
-    pub fn handoff_all(&mut self) -> Vec<(usize, T)> {
+    /// runs out; each worker paired is busy until [`AckGate::acknowledged`]. A free worker
+    /// that is no longer `eligible` (stopping: a reload replaces it) leaves the gate.
+    pub fn handoff_all(&mut self, eligible: impl Fn(usize) -> bool) -> Vec<(usize, T)> {
         let mut out = Vec::new();
         while !self.handles.is_empty() {
             let Some(worker) = self.free.pop_front() else {
                 break;
             };
+            if !eligible(worker) {
+                continue;
+            }
             let conn = self.handles.pop_front().expect("checked non-empty");
             self.busy.push(worker);
             out.push((worker, conn));
@@ -454,24 +458,30 @@ mod tests {
             g.push(c);
         }
         // Each free worker gets one connection; the third waits in the master.
-        assert_eq!(g.handoff_all(), [(1, "a"), (2, "b")]);
+        assert_eq!(g.handoff_all(|_| true), [(1, "a"), (2, "b")]);
         assert_eq!(g.queued(), 1);
         assert!(g.is_busy(1) && g.is_busy(2));
         // Worker 2 acknowledges first: it gets the waiting one.
         assert!(g.acknowledged(2));
-        assert_eq!(g.handoff_all(), [(2, "c")]);
+        assert_eq!(g.handoff_all(|_| true), [(2, "c")]);
         assert!(!g.acknowledged(7));
         // Worker 1 acknowledges with nothing waiting: it goes back to the free list.
         assert!(g.acknowledged(1));
-        assert!(g.handoff_all().is_empty());
+        assert!(g.handoff_all(|_| true).is_empty());
         g.push("d");
-        assert_eq!(g.handoff_all(), [(1, "d")]);
+        assert_eq!(g.handoff_all(|_| true), [(1, "d")]);
         // A removed worker is neither free nor busy.
         g.remove(2);
         g.push("e");
-        assert!(g.handoff_all().is_empty());
+        assert!(g.handoff_all(|_| true).is_empty());
         assert!(!g.acknowledged(2));
-        assert_eq!(g.take_queued(), ["e"]);
+        // A worker that stops while free is dropped, not handed a connection.
+        g.add(3);
+        g.add(4);
+        assert_eq!(g.handoff_all(|w| w != 3), [(4, "e")]);
+        g.push("f");
+        assert!(g.handoff_all(|_| true).is_empty(), "3 left the gate");
+        assert_eq!(g.take_queued(), ["f"]);
     }
 
     #[test]

@@ -49,7 +49,13 @@ impl Master {
 
     /// `node`: pairs listener `id`'s waiting connections with its free workers.
     fn node_handoff(&mut self, id: ListenerId) {
-        for (key, conn) in self.listeners.get_mut(id).gate.handoff_all() {
+        let workers = &self.workers;
+        let online = |k: usize| {
+            workers
+                .get(k)
+                .is_some_and(|w| w.state == WorkerState::Online)
+        };
+        for (key, conn) in self.listeners.get_mut(id).gate.handoff_all(online) {
             self.queue_on(key, conn);
         }
     }

@@ -7,8 +7,16 @@
 //! one socket on one ephemeral port. Each listener keeps the workers that asked for it, in
 //! the order they asked, which is the rotation order of round-robin.
 //!
+//! Sockets inherited at start (systemd socket activation, or herd's binary upgrade) wait in
+//! a pool until an address asks for them: a listener is taken from the pool when the
+//! address it was requested as (passed by a herd upgrade) or the address it is bound to
+//! equals the requested address; only otherwise is a new socket bound.
+//!
 //! Under `reuseport` the master's socket for an address is only a reservation, bound and not
-//! listening (see [`crate::reuseport`]); each worker gets a listening socket of its own.
+//! listening (see [`crate::reuseport`]); each worker gets a listening socket of its own. An
+//! inherited socket is already listening, so it cannot serve as a reservation: under
+//! `reuseport` the pool is not used (and binding fails while an inherited socket holds the
+//! port without `SO_REUSEPORT`).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -42,6 +50,8 @@ pub struct Listener {
 #[derive(Default)]
 pub struct Listeners {
     list: Vec<Listener>,
+    /// Inherited sockets no address has asked for yet.
+    inherited: Vec<super::systemd::Inherited>,
 }
 
 /// Parses `host:port` (a literal IP, or a name such as `localhost`) into one socket address.
@@ -50,6 +60,27 @@ pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
         .map_err(|e| io::Error::new(e.kind(), format!("bad address '{addr}': {e}")))?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("bad address '{addr}'")))
+}
+
+/// Asks the kernel to complete `accept` only once the client has sent data (HTTP clients
+/// always speak first). The master then never wakes for, and a worker never reads too early
+/// from, a connection whose request has not arrived: the worker's first `read` finds it.
+/// A client that connects and stays silent is still accepted, after about a second.
+fn defer_accept(socket: &impl AsRawFd) {
+    let secs: libc::c_int = 1;
+    // SAFETY: setsockopt on a valid socket with a pointer to a live c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        log::debug!("TCP_DEFER_ACCEPT: {}", io::Error::last_os_error());
+    }
 }
 
 impl Listeners {
@@ -73,14 +104,31 @@ impl Listeners {
         if self.list.len() > u16::MAX as usize {
             return Err(io::Error::other("too many listeners"));
         }
-        // mio binds non-blocking and close-on-exec with SO_REUSEADDR, backlog 1024.
-        let socket = match acceptance {
-            Acceptance::ReusePort => {
-                crate::reuseport::bind_reuseport(requested, false).map(TcpListener::from_std)
+        let inherited = match acceptance {
+            Acceptance::ReusePort => None,
+            _ => self.take_inherited(requested),
+        };
+        let socket = match inherited {
+            Some(inherited) => {
+                log::info!(
+                    "using inherited fd {} ({}) for {requested}",
+                    inherited.fd,
+                    inherited.local
+                );
+                TcpListener::from_std(inherited.socket)
             }
-            _ => TcpListener::bind(requested),
-        }
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}")))?;
+            None => match acceptance {
+                Acceptance::ReusePort => {
+                    crate::reuseport::bind_reuseport(requested, false).map(TcpListener::from_std)
+                }
+                // mio binds non-blocking and close-on-exec with SO_REUSEADDR, backlog 1024.
+                _ => TcpListener::bind(requested),
+            }
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}")))?,
+        };
+        // Inherited sockets too: the option is per socket, and a unit file's socket (or an
+        // older herd's) may lack it.
+        defer_accept(&socket);
         let local = socket.local_addr()?;
         self.list.push(Listener {
             requested,
@@ -92,6 +140,34 @@ impl Listeners {
             ready: false,
         });
         Ok(((self.list.len() - 1) as ListenerId, true))
+    }
+
+    /// Keeps inherited sockets for the addresses that will ask for them.
+    pub fn set_inherited(&mut self, inherited: Vec<super::systemd::Inherited>) {
+        self.inherited = inherited;
+    }
+
+    /// The inherited sockets no address has asked for.
+    pub fn unclaimed(&self) -> impl Iterator<Item = &super::systemd::Inherited> {
+        self.inherited.iter()
+    }
+
+    fn take_inherited(&mut self, requested: SocketAddr) -> Option<super::systemd::Inherited> {
+        let i = self
+            .inherited
+            .iter()
+            .position(|s| s.requested == Some(requested))
+            .or_else(|| self.inherited.iter().position(|s| s.local == requested))?;
+        Some(self.inherited.remove(i))
+    }
+
+    /// `(fd, requested address)` of every open listener, in id order (what a binary
+    /// upgrade passes on).
+    pub fn open(&self) -> Vec<(RawFd, SocketAddr)> {
+        self.list
+            .iter()
+            .filter_map(|l| l.socket.as_ref().map(|s| (s.as_raw_fd(), l.requested)))
+            .collect()
     }
 
     /// The listener with this id.
@@ -137,6 +213,8 @@ impl Listeners {
                 let own = crate::reuseport::bind_reuseport(l.local, true).map_err(|e| {
                     io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.local))
                 })?;
+                // As for the master's listeners: every policy gets the same accept behaviour.
+                defer_accept(&own);
                 Ok(Some(own.into()))
             }
         }
@@ -152,6 +230,7 @@ impl Listeners {
         self.list
             .iter()
             .filter_map(|l| l.socket.as_ref().map(|s| s.as_raw_fd()))
+            .chain(self.inherited.iter().map(|s| s.socket.as_raw_fd()))
             .collect()
     }
 }

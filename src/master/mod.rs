@@ -10,6 +10,8 @@
 //! * **signals** ([`signals`]): SIGCHLD reaps, recovers the connections a dead worker never
 //!   read ([`handoff`]) and schedules respawns ([`supervisor`]),
 //!   SIGTERM/SIGINT start a graceful stop, a second SIGINT stops at once.
+//!   SIGHUP starts a rolling reload and SIGUSR2 a binary upgrade (`ops`, `reload`,
+//!   `upgrade`).
 //!
 //! A graceful stop accepts what is already waiting in the kernel's queue, closes the
 //! listeners, sends every worker `Drain` behind the connections already dispatched to it, and
@@ -23,11 +25,19 @@ mod admin;
 mod dispatch;
 mod handoff;
 mod listeners;
+mod ops;
+mod reload;
+mod restarts;
 mod signals;
 mod supervisor;
+mod systemd;
+mod upgrade;
 
 pub use handoff::{Accepted, Link};
+pub use ops::{OpsOptions, OpsStatus};
+pub use reload::ReloadStatus;
 pub use supervisor::{thread_count, BACKOFF_MAX, BACKOFF_START, STABLE_AFTER};
+pub use upgrade::UpgradeStatus;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -47,7 +57,7 @@ use listeners::Listeners;
 use supervisor::Slot;
 
 const SIGNALS: Token = Token(0);
-/// The admin listener, and admin connection `k` at `ADMIN_BASE + 1 + k` (below workers).
+/// The admin listener, and admin connection `k` at `ADMIN_BASE + 1 + k` (k < 64).
 const ADMIN_BASE: usize = 1 << 19;
 /// Listener `i` has token `LISTENER_BASE + i`.
 const LISTENER_BASE: usize = 1;
@@ -87,6 +97,8 @@ pub struct WorkerProc {
     pub started: Instant,
     /// The channel, with the connections in flight on it.
     pub link: Link,
+    /// The channel is registered for write readiness (a send found the worker's queue full).
+    write_armed: bool,
 }
 
 /// What the master is doing overall.
@@ -128,12 +140,18 @@ pub struct Master {
     started: Instant,
     /// Worker processes reaped, in all.
     exits: u64,
+    /// Receive buffer for worker packets (the largest is a 64 KiB user message).
+    recv_buf: Vec<u8>,
+    /// Reload, upgrade, restart limit, systemd, privileges ([`ops`]).
+    ops: ops::Ops,
 }
 
 impl Master {
     /// Sets up the master: the poll, the signal pipe, the pre-bound listeners.
     pub fn new(cluster: Cluster) -> io::Result<Master> {
         raise_fd_limit();
+        let ops = ops::Ops::new(cluster.ops)?;
+        let inherited = systemd::inherited_listeners()?;
         let poll = Poll::new()?;
         let signals = signals::Signals::install()?;
         let sfd = signals.fd();
@@ -162,7 +180,13 @@ impl Master {
             admin: None,
             started: Instant::now(),
             exits: 0,
+            recv_buf: vec![0; MAX_MESSAGE + 64],
+            ops,
         };
+        if let Some(first) = master.ops.upgrade.first_id {
+            master.next_id = first;
+        }
+        master.listeners.set_inherited(inherited);
         for addr in &cluster.listen {
             master.listen(addr)?;
         }
@@ -171,6 +195,7 @@ impl Master {
             log::info!("admin listening on {}", admin.local_addr());
             master.admin = Some(admin);
         }
+        master.check_inherited(!cluster.listen.is_empty())?;
         Ok(master)
     }
 
@@ -202,6 +227,7 @@ impl Master {
             self.slots.len(),
             self.policy
         );
+        self.ops_started()?;
         for slot in 0..self.slots.len() {
             self.spawn(slot)?;
         }
@@ -216,7 +242,8 @@ impl Master {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals()?,
-                    Token(t) if (ADMIN_BASE..WORKER_BASE).contains(&t) => {
+                    upgrade::READY_PIPE => self.on_ready_pipe(),
+                    Token(t) if (ADMIN_BASE..=ADMIN_BASE + admin::MAX_CONNECTIONS).contains(&t) => {
                         let snapshot = self.snapshot();
                         if let Some(admin) = self.admin.as_mut() {
                             admin.ready(self.poll.registry(), Token(t), &snapshot);
@@ -242,28 +269,33 @@ impl Master {
             self.accept_ready();
             self.flush();
             self.timers()?;
+            self.ops_tick();
+            self.flush();
             if let Phase::Stopping { .. } = self.phase {
                 if self.workers.is_empty() {
                     log::info!("master: all workers gone, exiting");
-                    return Ok(if self.forced {
+                    let how = if self.forced {
                         Shutdown::Forced
                     } else {
                         Shutdown::Graceful
-                    });
+                    };
+                    return self.ops_exit(how);
                 }
             }
         }
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        if self.listeners.ids().any(|id| self.listeners.get(id).ready)
-            && self.accept_paused_until.is_none()
-        {
+        // Accept again at once only where a burst stopped short and a worker can take more;
+        // a listener nobody can take from waits for its next readiness edge.
+        let more = |id| self.listeners.get(id).ready && self.has_taker(id);
+        if self.listeners.ids().any(more) && self.accept_paused_until.is_none() {
             return Some(Duration::ZERO);
         }
         let mut deadlines: Vec<Instant> = self.slots.iter().filter_map(|s| s.respawn_at).collect();
         deadlines.extend(self.accept_paused_until);
         deadlines.extend(self.admin.as_ref().and_then(|a| a.next_deadline()));
+        deadlines.extend(self.ops_deadline());
         if let Phase::Stopping { deadline } = self.phase {
             deadlines.push(deadline);
         }
@@ -309,8 +341,8 @@ impl Master {
 
     // ---- supervision -------------------------------------------------------------------
 
-    /// Forks a worker into `slot`.
-    fn spawn(&mut self, slot: usize) -> io::Result<()> {
+    /// Forks a worker into `slot`; returns its key.
+    fn spawn(&mut self, slot: usize) -> io::Result<usize> {
         let id = self.next_id;
         self.next_id += 1;
         let (master_end, worker_end) = Channel::pair()?;
@@ -327,6 +359,8 @@ impl Master {
         close.extend(self.listeners.fds());
         close.extend(self.workers.iter().flat_map(|(_, w)| w.link.fds()));
         close.extend(self.admin.iter().flat_map(|a| a.fds()));
+        close.extend(self.ops.fds());
+        let credentials = self.ops.credentials.as_ref();
         let master_pid = nix::unistd::getpid();
         let setup = &mut self.setup;
         // INVARIANT: the master is single-threaded here (fork_worker checks it). The child
@@ -338,6 +372,7 @@ impl Master {
                 master_pid,
                 close: &close,
                 setup: &mut **setup,
+                credentials,
             })
         })?;
         // `child_end` moved into the closure and was dropped (closed) here in the parent.
@@ -346,7 +381,7 @@ impl Master {
         self.poll.registry().register(
             &mut SourceFd(&fd),
             Token(WORKER_BASE + key),
-            Interest::READABLE | Interest::WRITABLE,
+            Interest::READABLE,
         )?;
         let mut link = Link::new(master_end, worker_end, self.handoff_batch);
         // Node's SCHED_RR: a worker is free again only once it acknowledged its connection.
@@ -358,6 +393,7 @@ impl Master {
             state: WorkerState::Starting,
             started: Instant::now(),
             link,
+            write_armed: false,
         });
         self.slots[slot].worker = Some(key);
         log::info!("fork: worker {id} (pid {pid})");
@@ -365,7 +401,7 @@ impl Master {
             worker: id,
             pid: pid.as_raw(),
         });
-        Ok(())
+        Ok(key)
     }
 
     fn on_signals(&mut self) -> io::Result<()> {
@@ -386,6 +422,8 @@ impl Master {
                     self.stop();
                     self.kill_all();
                 }
+                Signal::SIGHUP => self.request_reload("SIGHUP"),
+                Signal::SIGUSR2 => self.start_upgrade(),
                 other => log::info!("master: {other} ignored"),
             }
         }
@@ -402,6 +440,7 @@ impl Master {
                 .find(|(_, w)| w.pid == pid)
                 .map(|(k, _)| k)
             else {
+                self.upgrade_child_exited(pid, status);
                 continue;
             };
             // Read what the worker said before it died, then take back what it never read.
@@ -414,6 +453,9 @@ impl Master {
                 worker: w.id,
                 status,
             });
+            if self.ops_worker_exited(key, &w, status) {
+                continue;
+            }
             let slot = &mut self.slots[w.slot];
             if slot.worker == Some(key) {
                 slot.worker = None;
@@ -426,10 +468,10 @@ impl Master {
                             w.started.elapsed()
                         );
                     }
+                    self.ops_restart_scheduled(&w);
                 }
             }
         }
-        let _ = self.timers();
     }
 
     /// The worker is gone: stop dispatching to it and give the connections it never read
@@ -469,6 +511,7 @@ impl Master {
         self.phase = Phase::Stopping {
             deadline: Instant::now() + self.shutdown_timeout,
         };
+        self.ops_stopping();
         for slot in &mut self.slots {
             slot.respawn_at = None;
         }
@@ -500,7 +543,12 @@ impl Master {
 
     /// Reads every packet the worker sent.
     fn read_worker(&mut self, key: usize) {
-        let mut buf = vec![0u8; MAX_MESSAGE + 64];
+        let mut buf = std::mem::take(&mut self.recv_buf);
+        self.read_worker_into(key, &mut buf);
+        self.recv_buf = buf;
+    }
+
+    fn read_worker_into(&mut self, key: usize, buf: &mut [u8]) {
         loop {
             let Some(w) = self.workers.get_mut(key) else {
                 return;
@@ -508,7 +556,7 @@ impl Master {
             if w.state == WorkerState::Disconnected {
                 return;
             }
-            let msg = match w.link.channel.recv(&mut buf) {
+            let msg = match w.link.channel.recv(buf) {
                 // Workers send no fds; any that came would be closed by dropping them here.
                 Ok(Received::Packet(n, _)) | Ok(Received::Truncated(n)) => {
                     ToMaster::decode(&buf[..n])
@@ -702,9 +750,32 @@ impl Master {
             if w.state == WorkerState::Disconnected || !w.link.has_unsent() {
                 continue;
             }
-            if let Err(e) = w.link.flush() {
-                log::debug!("worker {}: channel: {e}", w.id);
-                self.disconnect(key);
+            match w.link.flush() {
+                Ok(all_sent) => {
+                    // Write interest only while something waits: registered permanently, the
+                    // channel would wake the master each time the worker reads a packet
+                    // (the kernel signals write space on every read of a unix socket).
+                    if all_sent == w.write_armed {
+                        w.write_armed = !all_sent;
+                        let interest = if all_sent {
+                            Interest::READABLE
+                        } else {
+                            Interest::READABLE | Interest::WRITABLE
+                        };
+                        let fd = w.link.channel.raw_fd();
+                        if let Err(e) = self.poll.registry().reregister(
+                            &mut SourceFd(&fd),
+                            Token(WORKER_BASE + key),
+                            interest,
+                        ) {
+                            log::error!("worker {}: reregister: {e}", w.id);
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::debug!("worker {}: channel: {e}", w.id);
+                    self.disconnect(key);
+                }
             }
         }
     }
@@ -740,6 +811,9 @@ impl Master {
                     self.dirty.push(key);
                 }
             }
+        }
+        if control.reload {
+            self.request_reload("Control::reload");
         }
         if control.shutdown && self.phase == Phase::Running {
             self.stop();
