@@ -11,7 +11,8 @@
 //! master → worker                               worker → master
 //! 1 Handoff  seq:u64 ack:u8 n:u8 listener:u16×n  1 Online
 //!            + n fds (SCM_RIGHTS)                2 Listen   req:u32 addr:utf8
-//! 2 ListenOk req:u32 listener:u16 addr           3 Ack      seq:u64 closed:u32 requests:u32
+//! 2 ListenOk req:u32 listener:u16 accept:u8     3 Ack      seq:u64 closed:u32 requests:u32
+//!            addr [+ 1 listening fd]                        accepted:u32
 //! 3 ListenErr req:u32 error:utf8                 4 Message  payload
 //! 4 Message  payload
 //! 5 Drain
@@ -21,6 +22,10 @@
 //! answered), batched: one packet per 50 ms at most, never one per request. And when a
 //! handoff asks for it (`ack = 1`, the `node` policy), it acknowledges that handoff at once,
 //! before the worker serves the connection, as Node's workers acknowledge `newconn`.
+//! Under a worker-accept policy it also counts the connections the worker accepted itself.
+//!
+//! `ListenOk` says who accepts ([`Acceptance`]); when the worker does, the listening socket
+//! it accepts from travels with the reply.
 
 use std::io;
 use std::mem;
@@ -29,6 +34,8 @@ use std::os::unix::net::UnixDatagram;
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use sendfd::SendWithFd;
+
+use crate::policy::Acceptance;
 
 /// The most fds one handoff carries. Batching amortises the master's `sendmsg` and the
 /// worker's `recvmsg` + acknowledgement over several connections; 16 keeps the packet small.
@@ -59,6 +66,8 @@ pub enum ToWorker {
         req: u32,
         /// The listener's id in later handoffs.
         listener: ListenerId,
+        /// Who accepts; unless the master, the listening socket is attached.
+        accept: Acceptance,
         /// The bound address (the real port when port 0 was asked for).
         addr: String,
     },
@@ -96,6 +105,8 @@ pub enum ToMaster {
         closed: u32,
         /// Requests answered since the last report.
         requests: u32,
+        /// Connections the worker accepted itself since the last report (worker-accept).
+        accepted: u32,
     },
     /// A user message (`Worker::send`).
     Message(Vec<u8>),
@@ -171,11 +182,13 @@ impl ToWorker {
             ToWorker::ListenOk {
                 req,
                 listener,
+                accept,
                 addr,
             } => {
                 buf.push(2);
                 buf.extend_from_slice(&req.to_le_bytes());
                 buf.extend_from_slice(&listener.to_le_bytes());
+                buf.push(accept.code());
                 buf.extend_from_slice(addr.as_bytes());
             }
             ToWorker::ListenErr { req, error } => {
@@ -209,6 +222,7 @@ impl ToWorker {
             2 => ToWorker::ListenOk {
                 req: r.u32()?,
                 listener: r.u16()?,
+                accept: Acceptance::from_code(r.u8()?).ok_or(DecodeError("unknown acceptance"))?,
                 addr: r.string()?,
             },
             3 => ToWorker::ListenErr {
@@ -236,11 +250,13 @@ impl ToMaster {
                 seq,
                 closed,
                 requests,
+                accepted,
             } => {
                 buf.push(3);
                 buf.extend_from_slice(&seq.to_le_bytes());
                 buf.extend_from_slice(&closed.to_le_bytes());
                 buf.extend_from_slice(&requests.to_le_bytes());
+                buf.extend_from_slice(&accepted.to_le_bytes());
             }
             ToMaster::Message(payload) => {
                 buf.push(4);
@@ -262,6 +278,7 @@ impl ToMaster {
                 seq: r.u64()?,
                 closed: r.u32()?,
                 requests: r.u32()?,
+                accepted: r.u32()?,
             },
             4 => ToMaster::Message(r.rest().to_vec()),
             _ => return Err(DecodeError("unknown tag")),
@@ -474,6 +491,7 @@ mod tests {
             ToWorker::ListenOk {
                 req: 1,
                 listener: 2,
+                accept: Acceptance::SharedExclusive,
                 addr: "127.0.0.1:3000".into(),
             },
             ToWorker::ListenErr {
@@ -498,6 +516,7 @@ mod tests {
                 seq: u64::MAX,
                 closed: 3,
                 requests: 99,
+                accepted: 5,
             },
             ToMaster::Message(vec![0, 1, 2]),
         ];

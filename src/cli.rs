@@ -1,4 +1,4 @@
-//! The `herd` command line: `herd serve`, `herd load`.
+//! The `herd` command line: `herd serve`, `herd load`, `herd bench`.
 //!
 //! The binary is a thin user of the library: `serve` builds a [`Cluster`] from the flags.
 
@@ -40,6 +40,8 @@ enum Command {
     Serve(ServeArgs),
     /// Generate HTTP/1.1 load (closed loop like wrk, or open loop with --rate like wrk2).
     Load(crate::load::LoadArgs),
+    /// Compare the scheduling policies: start herd under each, drive workloads, report.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags of `herd serve`.
@@ -56,9 +58,13 @@ pub struct ServeArgs {
     /// Number of worker processes [default: the number of CPUs].
     #[arg(long, short = 'w', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
-    /// How the master spreads connections over workers.
+    /// How connections are spread over workers: round-robin, node, least-connections, p2c
+    /// (the master accepts); shared, shared-exclusive, reuseport (the workers accept).
     #[arg(long, value_name = "POLICY", default_value = "round-robin")]
     policy: Policy,
+    /// Serve GET /metrics (Prometheus) and GET /status (JSON) on this address, from the master.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
     /// Seconds a graceful stop waits for workers before killing them.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     shutdown_timeout: f64,
@@ -103,6 +109,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => crate::load::main(args),
+        Command::Bench(args) => crate::bench::main(args),
     }
 }
 
@@ -124,6 +131,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(n) = args.max_connections {
         cluster = cluster.max_connections(n as usize);
+    }
+    if let Some(addr) = args.admin {
+        cluster = cluster.admin(addr);
     }
     for addr in &args.listen {
         cluster = cluster.listen(addr.clone());

@@ -161,6 +161,7 @@ pub struct Cluster {
     pub(crate) listen: Vec<String>,
     pub(crate) handoff_batch: usize,
     pub(crate) max_connections: Option<usize>,
+    pub(crate) admin: Option<String>,
     pub(crate) on_event: Option<EventCallback>,
     pub(crate) setup: Option<WorkerSetup>,
     pub(crate) ops: crate::master::OpsOptions,
@@ -182,6 +183,7 @@ impl Cluster {
             listen: Vec::new(),
             handoff_batch: crate::channel::MAX_FDS_PER_HANDOFF,
             max_connections: None,
+            admin: None,
             on_event: None,
             setup: None,
             ops: crate::master::OpsOptions::default(),
@@ -229,6 +231,14 @@ impl Cluster {
     /// address share this socket. Optional: a worker's `listen` binds on demand otherwise.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen.push(addr.into());
+        self
+    }
+
+    /// Serves `GET /metrics` (Prometheus text) and `GET /status` (JSON) on `addr`, from the
+    /// master's own loop: per-worker connections, requests, open connections, exits. The
+    /// bound address is logged as `admin listening on ADDR`. Off unless called.
+    pub fn admin(mut self, addr: impl Into<String>) -> Self {
+        self.admin = Some(addr.into());
         self
     }
 

@@ -18,10 +18,12 @@
 //! * [`http`]: HTTP/1.1 as a sans-IO state machine (parse, frame, respond), driven by the
 //!   worker's [`worker::HttpService`].
 //! * [`app`]: the handlers `herd serve` ships with; [`cli`]: the command line;
-//!   [`load`]: `herd load`, the load generator.
+//!   [`load`]: `herd load`, the load generator; [`bench`]: `herd bench`, the policies
+//!   compared.
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod bench;
 pub mod channel;
 pub mod cli;
 pub mod cluster;
@@ -29,6 +31,7 @@ pub mod http;
 pub mod load;
 pub mod master;
 pub mod policy;
+pub mod reuseport;
 pub mod worker;
 
 pub use cluster::{Cluster, Control, Event, ExitStatus, Shutdown};

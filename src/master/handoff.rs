@@ -62,9 +62,9 @@ pub struct Link {
     /// The worker's queue was full at the last send: the worker is not keeping up (or has
     /// stopped reading, at its fd limit), so dispatch passes it by until a flush succeeds.
     pub blocked: bool,
-    /// Connections handed to this worker and not yet reported closed.
+    /// Connections handed to (or accepted by) this worker and not yet reported closed.
     pub open: u64,
-    /// Connections sent to this worker, in all.
+    /// Connections sent to this worker, or that it reported accepting itself, in all.
     pub connections: u64,
     /// Requests this worker has reported answering, in all.
     pub requests: u64,
@@ -188,10 +188,16 @@ impl Link {
     }
 
     /// The worker acknowledged handoffs up to `seq` and reported its counters.
-    pub fn on_ack(&mut self, seq: u64, closed: u32, requests: u32) {
+    pub fn on_ack(&mut self, seq: u64, closed: u32, requests: u32, accepted: u32) {
         self.acked_seq = self.acked_seq.max(seq);
-        self.open = self.open.saturating_sub(closed as u64);
+        self.connections += accepted as u64;
+        self.open = (self.open + accepted as u64).saturating_sub(closed as u64);
         self.requests += requests as u64;
+    }
+
+    /// Connections dispatched to this worker and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.unsent.len()
     }
 
     /// The worker is dead: take back every connection it never read from its queue, and

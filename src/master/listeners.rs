@@ -11,15 +11,22 @@
 //! a pool until an address asks for them: a listener is taken from the pool when the
 //! address it was requested as (passed by a herd upgrade) or the address it is bound to
 //! equals the requested address; only otherwise is a new socket bound.
+//!
+//! Under `reuseport` the master's socket for an address is only a reservation, bound and not
+//! listening (see [`crate::reuseport`]); each worker gets a listening socket of its own. An
+//! inherited socket is already listening, so it cannot serve as a reservation: under
+//! `reuseport` the pool is not used (and binding fails while an inherited socket holds the
+//! port without `SO_REUSEPORT`).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use mio::net::TcpListener;
 
+use super::handoff::Accepted;
 use crate::channel::ListenerId;
-use crate::policy::RoundRobin;
+use crate::policy::{Acceptance, AckGate, Picker};
 
 /// How many connections the kernel queues for the master to accept (Node and nginx use 511;
 /// larger here, since the master leaves connections there on purpose while every worker is
@@ -36,8 +43,10 @@ pub struct Listener {
     pub socket: Option<TcpListener>,
     /// Worker keys (the master's slab keys) subscribed to this listener, in join order.
     pub subscribers: Vec<usize>,
-    /// Round-robin position over `subscribers`.
-    pub rotation: RoundRobin,
+    /// The policy's decision state over `subscribers` (rotation, random numbers).
+    pub picker: Picker,
+    /// The `node` policy's free workers and waiting connections.
+    pub gate: AckGate<Accepted>,
     /// An accept burst stopped before `WouldBlock`: accept again without waiting for epoll.
     pub ready: bool,
 }
@@ -62,7 +71,7 @@ pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
 /// always speak first). The master then never wakes for, and a worker never reads too early
 /// from, a connection whose request has not arrived: the worker's first `read` finds it.
 /// A client that connects and stays silent is still accepted, after about a second.
-fn defer_accept(socket: &TcpListener) {
+fn defer_accept(socket: &impl AsRawFd) {
     let secs: libc::c_int = 1;
     // SAFETY: setsockopt on a valid socket with a pointer to a live c_int of the size given.
     let r = unsafe {
@@ -80,8 +89,13 @@ fn defer_accept(socket: &TcpListener) {
 }
 
 impl Listeners {
-    /// The listener for `addr`, binding it on first use. Returns its id and whether it is new.
-    pub fn get_or_bind(&mut self, addr: &str) -> io::Result<(ListenerId, bool)> {
+    /// The listener for `addr`, binding it on first use (as `acceptance` needs it). Returns
+    /// its id and whether it is new.
+    pub fn get_or_bind(
+        &mut self,
+        addr: &str,
+        acceptance: Acceptance,
+    ) -> io::Result<(ListenerId, bool)> {
         let requested = resolve(addr)?;
         if let Some(id) = self.list.iter().position(|l| l.requested == requested) {
             if self.list[id].socket.is_some() {
@@ -95,7 +109,11 @@ impl Listeners {
         if self.list.len() > u16::MAX as usize {
             return Err(io::Error::other("too many listeners"));
         }
-        let socket = match self.take_inherited(requested) {
+        let inherited = match acceptance {
+            Acceptance::ReusePort => None,
+            _ => self.take_inherited(requested),
+        };
+        let socket = match inherited {
             Some(inherited) => {
                 log::info!(
                     "using inherited fd {} ({}) for {requested}",
@@ -104,20 +122,23 @@ impl Listeners {
                 );
                 TcpListener::from_std(inherited.socket)
             }
-            // mio binds non-blocking and close-on-exec with SO_REUSEADDR, but with std's
-            // backlog of 128. The backlog is where connections wait while every worker is
-            // full or the master is out of descriptors; past it, clients' SYNs are dropped
-            // and they retry after 1, 3, 7… s. Listening again on a listening socket only
-            // resizes its backlog (the kernel caps it at net.core.somaxconn). An inherited
-            // socket keeps the backlog its creator chose (a unit file's `Backlog=`).
-            None => TcpListener::bind(requested)
-                .and_then(|s| {
+            None => match acceptance {
+                // Bound, not listening: see `crate::reuseport` (no backlog to size).
+                Acceptance::ReusePort => {
+                    crate::reuseport::bind_reuseport(requested, false).map(TcpListener::from_std)
+                }
+                // mio binds non-blocking and close-on-exec with SO_REUSEADDR, but with std's
+                // backlog of 128. The backlog is where connections wait while every worker is
+                // full or the master is out of descriptors; past it, clients' SYNs are dropped
+                // and they retry after 1, 3, 7… s. Listening again on a listening socket only
+                // resizes its backlog (the kernel caps it at net.core.somaxconn). An inherited
+                // socket keeps the backlog its creator chose (a unit file's `Backlog=`).
+                _ => TcpListener::bind(requested).and_then(|s| {
                     nix::sys::socket::listen(&s, nix::sys::socket::Backlog::new(BACKLOG)?)?;
                     Ok(s)
-                })
-                .map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}"))
-                })?,
+                }),
+            }
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}")))?,
         };
         // Inherited sockets too: the option is per socket, and a unit file's socket (or an
         // older herd's) may lack it.
@@ -128,7 +149,8 @@ impl Listeners {
             local,
             socket: Some(socket),
             subscribers: Vec::new(),
-            rotation: RoundRobin::default(),
+            picker: Picker::default(),
+            gate: AckGate::default(),
             ready: false,
         });
         Ok(((self.list.len() - 1) as ListenerId, true))
@@ -177,11 +199,44 @@ impl Listeners {
         0..self.list.len() as ListenerId
     }
 
-    /// Removes a worker from every subscriber list.
+    /// Removes a worker from every subscriber list (and from `node`'s free list).
     pub fn unsubscribe(&mut self, worker: usize) {
         for l in &mut self.list {
             l.subscribers.retain(|&w| w != worker);
+            l.gate.remove(worker);
         }
+    }
+
+    /// The listening socket a worker accepts from for listener `id` under `accept`: none when
+    /// the master accepts, a second descriptor of the shared socket (`shared`,
+    /// `shared-exclusive`), or a new `SO_REUSEPORT` socket of the worker's own (`reuseport`).
+    pub fn worker_socket(&self, id: ListenerId, accept: Acceptance) -> io::Result<Option<OwnedFd>> {
+        let l = self.get(id);
+        let Some(socket) = l.socket.as_ref() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the master is shutting down",
+            ));
+        };
+        match accept {
+            Acceptance::Master => Ok(None),
+            Acceptance::Shared | Acceptance::SharedExclusive => {
+                socket.as_fd().try_clone_to_owned().map(Some)
+            }
+            Acceptance::ReusePort => {
+                let own = crate::reuseport::bind_reuseport(l.local, true).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.local))
+                })?;
+                // As for the master's listeners: every policy gets the same accept behaviour.
+                defer_accept(&own);
+                Ok(Some(own.into()))
+            }
+        }
+    }
+
+    /// Connections waiting in the master for `node`'s gate to open.
+    pub fn gated(&self) -> usize {
+        self.list.iter().map(|l| l.gate.queued()).sum()
     }
 
     /// The open sockets' fds, for a forked child to close.

@@ -16,7 +16,13 @@
 //! A graceful stop accepts what is already waiting in the kernel's queue, closes the
 //! listeners, sends every worker `Drain` behind the connections already dispatched to it, and
 //! waits; workers still alive at `shutdown_timeout` are killed.
+//!
+//! Under a worker-accept policy the master never accepts: it binds, passes the listening
+//! socket to each worker with its listen reply, and only supervises. With `--admin`, the
+//! same loop serves the metrics endpoint ([`admin`]).
 
+mod admin;
+mod dispatch;
 mod handoff;
 mod listeners;
 mod ops;
@@ -51,6 +57,8 @@ use listeners::Listeners;
 use supervisor::Slot;
 
 const SIGNALS: Token = Token(0);
+/// The admin listener, and admin connection `k` at `ADMIN_BASE + 1 + k` (k < 64).
+const ADMIN_BASE: usize = 1 << 19;
 /// Listener `i` has token `LISTENER_BASE + i`.
 const LISTENER_BASE: usize = 1;
 /// Worker key `k` has token `WORKER_BASE + k`.
@@ -137,6 +145,12 @@ pub struct Master {
     last_full_warning: Option<Instant>,
     /// Workers with something to send; flushed at the end of the loop turn.
     dirty: Vec<usize>,
+    /// The metrics endpoint (`--admin`), if asked for.
+    admin: Option<admin::Admin>,
+    /// When the master started (for `/status`).
+    started: Instant,
+    /// Worker processes reaped, in all.
+    exits: u64,
     /// Receive buffer for worker packets (the largest is a 64 KiB user message).
     recv_buf: Vec<u8>,
     /// Reload, upgrade, restart limit, systemd, privileges ([`ops`]).
@@ -182,6 +196,9 @@ impl Master {
             last_fd_warning: None,
             last_full_warning: None,
             dirty: Vec::new(),
+            admin: None,
+            started: Instant::now(),
+            exits: 0,
             recv_buf: vec![0; MAX_MESSAGE + 64],
             ops,
         };
@@ -192,21 +209,30 @@ impl Master {
         for addr in &cluster.listen {
             master.listen(addr)?;
         }
+        if let Some(addr) = &cluster.admin {
+            let admin = admin::Admin::bind(addr, master.poll.registry(), Token(ADMIN_BASE))?;
+            log::info!("admin listening on {}", admin.local_addr());
+            master.admin = Some(admin);
+        }
         master.check_inherited(!cluster.listen.is_empty())?;
         Ok(master)
     }
 
     /// Binds (or finds) the listener for `addr` and registers it with the poll.
     fn listen(&mut self, addr: &str) -> io::Result<ListenerId> {
-        let (id, new) = self.listeners.get_or_bind(addr)?;
+        let (id, new) = self.listeners.get_or_bind(addr, self.policy.acceptance())?;
         if new {
             let l = self.listeners.get_mut(id);
             let socket = l.socket.as_mut().expect("a new listener is open");
-            self.poll.registry().register(
-                socket,
-                Token(LISTENER_BASE + id as usize),
-                Interest::READABLE,
-            )?;
+            // Under a worker-accept policy the workers accept; the master must not even
+            // watch the socket.
+            if !self.policy.worker_accepts() {
+                self.poll.registry().register(
+                    socket,
+                    Token(LISTENER_BASE + id as usize),
+                    Interest::READABLE,
+                )?;
+            }
             log::info!("master listening on {}", l.local);
         }
         Ok(id)
@@ -236,6 +262,12 @@ impl Master {
                 match event.token() {
                     SIGNALS => self.on_signals()?,
                     upgrade::READY_PIPE => self.on_ready_pipe(),
+                    Token(t) if (ADMIN_BASE..=ADMIN_BASE + admin::MAX_CONNECTIONS).contains(&t) => {
+                        let snapshot = self.snapshot();
+                        if let Some(admin) = self.admin.as_mut() {
+                            admin.ready(self.poll.registry(), Token(t), &snapshot);
+                        }
+                    }
                     Token(t) if t >= WORKER_BASE => {
                         let key = t - WORKER_BASE;
                         if self.workers.contains(key) {
@@ -281,6 +313,7 @@ impl Master {
         }
         let mut deadlines: Vec<Instant> = self.slots.iter().filter_map(|s| s.respawn_at).collect();
         deadlines.extend(self.accept_paused_until);
+        deadlines.extend(self.admin.as_ref().and_then(|a| a.next_deadline()));
         deadlines.extend(self.ops_deadline());
         if let Phase::Stopping { deadline } = self.phase {
             deadlines.push(deadline);
@@ -297,6 +330,9 @@ impl Master {
         let now = Instant::now();
         if matches!(self.accept_paused_until, Some(t) if t <= now) {
             self.accept_paused_until = None;
+        }
+        if let Some(admin) = self.admin.as_mut() {
+            admin.expire(self.poll.registry(), now);
         }
         if self.phase == Phase::Running {
             for slot in 0..self.slots.len() {
@@ -341,6 +377,7 @@ impl Master {
         close.extend(self.signals.fds());
         close.extend(self.listeners.fds());
         close.extend(self.workers.iter().flat_map(|(_, w)| w.link.fds()));
+        close.extend(self.admin.iter().flat_map(|a| a.fds()));
         close.extend(self.ops.fds());
         let credentials = self.ops.credentials.as_ref();
         let master_pid = nix::unistd::getpid();
@@ -365,13 +402,16 @@ impl Master {
             Token(WORKER_BASE + key),
             Interest::READABLE,
         )?;
+        let mut link = Link::new(master_end, worker_end, self.handoff_batch);
+        // Node's SCHED_RR: a worker is free again only once it acknowledged its connection.
+        link.set_want_acks(self.policy == Policy::Node);
         self.workers.insert(WorkerProc {
             id,
             pid,
             slot,
             state: WorkerState::Starting,
             started: Instant::now(),
-            link: Link::new(master_end, worker_end, self.handoff_batch),
+            link,
             write_armed: false,
         });
         self.slots[slot].worker = Some(key);
@@ -426,6 +466,7 @@ impl Master {
             self.read_worker(key);
             self.disconnect(key);
             let w = self.workers.remove(key);
+            self.exits += 1;
             log::info!("worker {} exited ({status})", w.id);
             self.emit(&Event::Exit {
                 worker: w.id,
@@ -494,9 +535,13 @@ impl Master {
             slot.respawn_at = None;
         }
         // Connections already in the accept queue were accepted by the kernel on our behalf:
-        // serve them rather than reset them.
+        // serve them rather than reset them. (Under a worker-accept policy the workers do
+        // this final accept themselves when they drain.)
         for id in self.listeners.ids().collect::<Vec<_>>() {
             self.accept(id, usize::MAX);
+        }
+        self.release_gates();
+        for id in self.listeners.ids().collect::<Vec<_>>() {
             let l = self.listeners.get_mut(id);
             if let Some(mut socket) = l.socket.take() {
                 let _ = self.poll.registry().deregister(&mut socket);
@@ -569,37 +614,55 @@ impl Master {
                 self.emit(&Event::Online { worker: id });
             }
             ToMaster::Listen { req, addr } => {
-                let reply = match self.listen(&addr) {
-                    Ok(l) => {
+                let accept = self.policy.acceptance();
+                // The socket the worker will accept from, when it accepts for itself.
+                let granted = self
+                    .listen(&addr)
+                    .and_then(|l| Ok((l, self.listeners.worker_socket(l, accept)?)));
+                let (reply, socket) = match granted {
+                    Ok((l, socket)) => {
                         let local = self.listeners.get(l).local;
-                        let listener = self.listeners.get_mut(l);
-                        if !listener.subscribers.contains(&key) {
-                            listener.subscribers.push(key);
-                        }
-                        // Connections may be waiting in the kernel's queue for a first worker.
-                        listener.ready = true;
-                        log::info!("worker {id} listening on {local}");
-                        self.emit(&Event::Listening {
-                            worker: id,
-                            addr: local,
-                        });
-                        ToWorker::ListenOk {
-                            req,
-                            listener: l,
-                            addr: local.to_string(),
-                        }
+                        (
+                            ToWorker::ListenOk {
+                                req,
+                                listener: l,
+                                accept,
+                                addr: local.to_string(),
+                            },
+                            Some((l, local, socket)),
+                        )
                     }
                     Err(e) => {
                         log::warn!("worker {id}: listen {addr}: {e}");
-                        ToWorker::ListenErr {
-                            req,
-                            error: e.to_string(),
-                        }
+                        let error = e.to_string();
+                        (ToWorker::ListenErr { req, error }, None)
                     }
                 };
+                let fds: Vec<RawFd> = socket
+                    .iter()
+                    .filter_map(|(_, _, s)| s.as_ref().map(|s| s.as_raw_fd()))
+                    .collect();
                 let w = &mut self.workers[key];
-                if let Err(e) = w.link.channel.send_to_worker(&reply) {
+                // The master closes its copy of the socket it grants once the packet holds one.
+                if let Err(e) = w.link.channel.send_with_fds(|b| reply.encode(b), &fds) {
                     log::warn!("worker {id}: cannot send the listen reply: {e}");
+                } else if let Some((l, local, own)) = socket {
+                    // Closed before the log line below, which tests take as the moment the
+                    // master's fds are settled.
+                    drop(own);
+                    let listener = self.listeners.get_mut(l);
+                    if !listener.subscribers.contains(&key) {
+                        listener.subscribers.push(key);
+                    }
+                    // Connections may be waiting in the kernel's queue for a first worker
+                    // (when the master accepts; else `ready` would spin the loop for nothing).
+                    listener.ready = !self.policy.worker_accepts();
+                    log::info!("worker {id} listening on {local}");
+                    self.emit(&Event::Listening {
+                        worker: id,
+                        addr: local,
+                    });
+                    self.node_subscribed(key, l);
                 }
                 self.hand_out_waiting();
             }
@@ -607,8 +670,10 @@ impl Master {
                 seq,
                 closed,
                 requests,
+                accepted,
             } => {
-                w.link.on_ack(seq, closed, requests);
+                w.link.on_ack(seq, closed, requests, accepted);
+                self.node_acknowledged(key);
                 // Room freed: connections held for want of a worker go first.
                 if closed > 0 && !self.waiting.is_empty() {
                     self.hand_out_waiting();
@@ -639,6 +704,9 @@ impl Master {
 
     /// Accepts up to `max` connections from listener `id` and dispatches them.
     fn accept(&mut self, id: ListenerId, max: usize) {
+        if self.policy.worker_accepts() {
+            return;
+        }
         // With no worker to take them, connections wait in the kernel's accept queue (its
         // backlog) rather than in the master: accepting them would only hold their fds.
         for _ in 0..max {
@@ -720,38 +788,6 @@ impl Master {
                  new connections wait in the backlog",
                 self.max_connections
             );
-        }
-    }
-
-    /// Hands `conn` to the worker the policy picks, or keeps it waiting if none can take it.
-    fn dispatch(&mut self, conn: Accepted) {
-        self.dispatch_avoiding(conn, None)
-    }
-
-    fn dispatch_avoiding(&mut self, conn: Accepted, avoid: Option<usize>) {
-        let workers = &self.workers;
-        let limit = self.max_connections;
-        let l = self.listeners.get_mut(conn.listener);
-        let subscribers = &l.subscribers;
-        let pick = match self.policy {
-            Policy::RoundRobin => l.rotation.pick(subscribers.len(), |i| {
-                let k = subscribers[i];
-                Some(k) != avoid && workers.get(k).is_some_and(|w| w.takes_connections(limit))
-            }),
-        };
-        match pick.map(|i| subscribers[i]) {
-            Some(key) => {
-                self.workers[key].link.queue(conn);
-                self.dirty.push(key);
-            }
-            None => self.waiting.push(conn),
-        }
-    }
-
-    /// Gives the connections that found no worker another chance.
-    fn hand_out_waiting(&mut self) {
-        for conn in std::mem::take(&mut self.waiting) {
-            self.dispatch(conn);
         }
     }
 

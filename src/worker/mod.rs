@@ -13,7 +13,11 @@
 //!    each connection goes to the [`Service`] of its listener; readiness events go to the
 //!    service that registered the token. `Drain` from the master closes idle connections and
 //!    exits once the last one is gone; the channel closing (the master died) exits at once.
+//!
+//! Under a worker-accept policy the listen reply carries a listening socket, and the worker
+//! accepts from it itself ([`acceptor`]).
 
+mod acceptor;
 mod http_service;
 mod privileges;
 mod service;
@@ -25,7 +29,7 @@ pub use service::{Context, Counters, Service};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,8 @@ use crate::channel::{
     Channel, ListenerId, Received, ToMaster, ToWorker, MAX_FDS_PER_HANDOFF, MAX_MESSAGE,
 };
 use crate::http::{DateCache, Handler, Limits};
+use crate::policy::Acceptance;
+use acceptor::Acceptor;
 
 /// A worker's id: 1 for the first worker forked, growing with every fork, never reused
 /// (Node's `cluster.worker.id`).
@@ -76,6 +82,8 @@ pub struct Worker {
     /// `services[by_listener[l]]`.
     services: Vec<Box<dyn Service>>,
     by_listener: HashMap<ListenerId, usize>,
+    /// Listening sockets this worker accepts from itself (worker-accept policies).
+    acceptors: Vec<Acceptor>,
     on_message: Option<MessageCallback>,
     next_req: u32,
     /// Packets (with their fds) that arrived while `listen` waited for its reply.
@@ -190,8 +198,9 @@ impl Worker {
                     ToWorker::ListenOk {
                         req: r,
                         listener,
+                        accept,
                         addr,
-                    } if r == req => break Ok((listener, addr)),
+                    } if r == req => break Ok((listener, accept, addr, fds)),
                     ToWorker::ListenErr { req: r, error } if r == req => break Err(error),
                     other => self.early.push((other, fds)),
                 },
@@ -208,8 +217,20 @@ impl Worker {
             }
         };
         match reply {
-            Ok((listener, bound)) => {
-                self.by_listener.insert(listener, self.services.len());
+            Ok((listener, accept, bound, fds)) => {
+                let svc = self.services.len();
+                if accept != Acceptance::Master {
+                    let Some(fd) = fds.into_iter().next() else {
+                        return Err(io::Error::other(format!(
+                            "listen {addr}: the master's reply lacks the listening socket"
+                        )));
+                    };
+                    let token = service::acceptor_token(self.acceptors.len());
+                    let exclusive = accept == Acceptance::SharedExclusive;
+                    self.acceptors
+                        .push(Acceptor::new(fd, svc, token, exclusive));
+                }
+                self.by_listener.insert(listener, svc);
                 self.services.push(Box::new(service));
                 bound.parse().map_err(|_| {
                     io::Error::new(io::ErrorKind::InvalidData, format!("bad address {bound}"))
@@ -242,6 +263,9 @@ impl Worker {
         for (msg, fds) in early {
             self.on_packet(msg, fds, &mut arrived)?;
         }
+        for a in &mut self.acceptors {
+            a.register(poll.as_raw_fd())?;
+        }
 
         loop {
             let open: usize = self.services.iter().map(|s| s.open_connections()).sum();
@@ -261,6 +285,9 @@ impl Worker {
             if std::mem::take(&mut self.drain_requested) {
                 log::debug!("worker {} draining", self.id);
                 self.draining = true;
+                for a in 0..self.acceptors.len() {
+                    self.run_acceptor(&poll, a, now, &mut date, true);
+                }
                 for svc in 0..self.services.len() {
                     self.with_service(&poll, svc, now, &mut date, |s, cx| s.drain(cx));
                 }
@@ -287,8 +314,8 @@ impl Worker {
 
             let timeout = if open > 0
                 || channel_ready
-                || self.counters.requests > 0
-                || self.counters.closed > 0
+                || !self.counters.is_empty()
+                || self.acceptors.iter().any(|a| a.paused())
             {
                 Some(TICK.min(REPORT_INTERVAL))
             } else {
@@ -308,7 +335,12 @@ impl Worker {
                     continue;
                 }
                 let svc = service::service_of(event.token());
-                if svc < self.services.len() {
+                if svc == service::ACCEPTORS {
+                    let a = Context::local(event.token());
+                    if a < self.acceptors.len() {
+                        self.run_acceptor(&poll, a, now, &mut date, false);
+                    }
+                } else if svc < self.services.len() {
                     self.with_service(&poll, svc, now, &mut date, |s, cx| {
                         s.ready(cx, event.token(), event)
                     });
@@ -322,11 +354,51 @@ impl Worker {
                     }
                 }
             }
-            let dirty = self.counters.requests > 0 || self.counters.closed > 0;
+            if self.acceptors.iter().any(|a| a.paused()) {
+                let room = self.room();
+                for a in &mut self.acceptors {
+                    a.resume(poll.as_raw_fd(), now, room);
+                }
+            }
+            let dirty = !self.counters.is_empty();
             if dirty && now.duration_since(last_report) >= REPORT_INTERVAL {
                 self.report(now)?;
                 last_report = now;
             }
+        }
+    }
+
+    /// Connections this worker can still take under its fd limit.
+    fn room(&self) -> usize {
+        let open: usize = self.services.iter().map(|s| s.open_connections()).sum();
+        self.max_open.saturating_sub(open)
+    }
+
+    /// Acceptor `a`'s socket is readable: accept into its service. `last`: the worker is
+    /// draining, so take what is queued and close the socket.
+    fn run_acceptor(
+        &mut self,
+        poll: &Poll,
+        a: usize,
+        now: Instant,
+        date: &mut DateCache,
+        last: bool,
+    ) {
+        let room = self.room();
+        let acceptor = &mut self.acceptors[a];
+        let mut cx = Context {
+            registry: poll.registry(),
+            now,
+            draining: self.draining,
+            service: acceptor.service,
+            counters: &mut self.counters,
+            date,
+        };
+        let service = self.services[acceptor.service].as_mut();
+        if last {
+            acceptor.close(&mut cx, service, room);
+        } else {
+            acceptor.accept(&mut cx, service, room);
         }
     }
 
@@ -411,7 +483,7 @@ impl Worker {
     /// Acknowledges handoffs received and reports counters, in one packet.
     fn report(&mut self, _now: Instant) -> io::Result<()> {
         let c = std::mem::take(&mut self.counters);
-        if self.received_seq == self.acked_seq && c.closed == 0 && c.requests == 0 {
+        if self.received_seq == self.acked_seq && c.is_empty() {
             return Ok(());
         }
         self.acked_seq = self.received_seq;
@@ -421,6 +493,7 @@ impl Worker {
                 seq: self.received_seq,
                 closed: c.closed,
                 requests: c.requests,
+                accepted: c.accepted,
             },
         )
     }
@@ -499,6 +572,7 @@ pub(crate) fn run_child(start: ChildStart<'_>) -> ! {
         channel: start.channel,
         services: Vec::new(),
         by_listener: HashMap::new(),
+        acceptors: Vec::new(),
         on_message: None,
         next_req: 1,
         early: Vec::new(),

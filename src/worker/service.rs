@@ -24,6 +24,15 @@ pub struct Counters {
     pub closed: u32,
     /// Requests answered since the last report.
     pub requests: u32,
+    /// Connections the worker accepted itself since the last report (worker-accept).
+    pub accepted: u32,
+}
+
+impl Counters {
+    /// Whether there is anything to report.
+    pub fn is_empty(&self) -> bool {
+        self.closed == 0 && self.requests == 0 && self.accepted == 0
+    }
 }
 
 /// The part of the worker a service sees while it handles an event.
@@ -70,6 +79,16 @@ impl Context<'_> {
 /// The service index a token belongs to.
 pub(crate) fn service_of(token: Token) -> usize {
     token.0 >> LOCAL_BITS
+}
+
+/// The pseudo service index of the worker's own listening sockets (worker-accept policies):
+/// the highest, which no real service reaches.
+pub(crate) const ACCEPTORS: usize = usize::MAX >> LOCAL_BITS;
+
+/// The token of acceptor `i` (distinct from the channel's, whose local part is all ones).
+pub(crate) fn acceptor_token(i: usize) -> Token {
+    debug_assert!(i < (1 << LOCAL_BITS) - 1);
+    Token((ACCEPTORS << LOCAL_BITS) | i)
 }
 
 /// What a worker runs for one listener's connections.

@@ -1,0 +1,336 @@
+//! `herd bench`: the scheduling policies compared, under the same load, on this machine.
+//!
+//! For each policy it starts `herd serve --app bench --admin …` as a child process, drives
+//! each workload with [`crate::load::run`], reads the master's `/metrics` before and after
+//! to see which worker took what, and reports per (policy, workload): requests/s, latency
+//! percentiles, errors, each worker's connections and requests, Jain's fairness index and
+//! max/mean share. Output: a markdown table on stdout; `report.md`, `report.json` and SVG
+//! charts in `--out`.
+//!
+//! | file | what it owns |
+//! |------|--------------|
+//! | `mod.rs` | the flags, the workloads, the run order |
+//! | `server.rs` | the herd under test as a child process; `/metrics` scrapes |
+//! | `report.rs` | fairness figures, the table, report.md and report.json |
+//! | `svg.rs` | the charts |
+//!
+//! Workloads (the load generator is one thread; the server has `--workers` workers):
+//!
+//! * `keepalive`: 64 long-lived connections, closed loop;
+//! * `connect`: 32 connections, a new connection per request, closed loop (the accept path);
+//! * `skewed`: open loop at 70% of the capacity measured (once, closed loop, against the
+//!   first policy) with the path mix `95:/,5:/cost/2000`: 5% of requests burn 2 ms of CPU.
+//!   A new connection per request, so every request is a scheduling decision;
+//! * `stall`: open loop at the same rate, a new connection per request; about two requests
+//!   a second are `/sleep/200`, which blocks the worker that gets it for 200 ms.
+
+mod report;
+mod server;
+mod svg;
+
+pub use report::{jain, max_over_mean, BenchReport, RunResult};
+pub use server::{Scrape, Server};
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::load::{parse_duration, LoadConfig, PathMix};
+use crate::policy::Policy;
+
+/// The workloads `herd bench` drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Long-lived connections, closed loop.
+    Keepalive,
+    /// A connection per request, closed loop.
+    Connect,
+    /// Open loop, 5% of requests cost 2 ms of CPU.
+    Skewed,
+    /// Open loop, now and then a request blocks its worker for 200 ms.
+    Stall,
+}
+
+impl Workload {
+    /// Every workload, in the default order.
+    pub const ALL: &'static [Workload] = &[
+        Workload::Keepalive,
+        Workload::Connect,
+        Workload::Skewed,
+        Workload::Stall,
+    ];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Keepalive => "keepalive",
+            Workload::Connect => "connect",
+            Workload::Skewed => "skewed",
+            Workload::Stall => "stall",
+        }
+    }
+
+    fn open_loop(self) -> bool {
+        matches!(self, Workload::Skewed | Workload::Stall)
+    }
+}
+
+impl FromStr for Workload {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Workload, String> {
+        Workload::ALL
+            .iter()
+            .copied()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+                format!(
+                    "unknown workload '{s}' (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// The `skewed` path mix.
+const SKEWED_MIX: &str = "95:/,5:/cost/2000";
+/// Stalls per second in `stall`.
+const STALLS_PER_SEC: f64 = 2.0;
+/// The open-loop rate as a fraction of the measured capacity.
+const LOAD_FACTOR: f64 = 0.7;
+
+/// Compares the scheduling policies under several workloads (the flags of `herd bench`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Policies to compare, comma-separated [default: all].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub policies: Vec<Policy>,
+    /// Workloads: keepalive, connect, skewed, stall, comma-separated [default: all].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub workloads: Vec<Workload>,
+    /// Worker processes per server.
+    #[arg(long, short = 'w', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+    /// How long each (policy, workload) run lasts ("5s", "500ms").
+    #[arg(long, short = 'd', default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Directory for report.md, report.json and the SVG charts (created if missing).
+    #[arg(long, default_value = "bench-report")]
+    pub out: PathBuf,
+}
+
+/// One `herd bench` run, from flags or from code (`cargo bench`).
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The herd binary to start servers from.
+    pub herd: PathBuf,
+    /// Policies, in order.
+    pub policies: Vec<Policy>,
+    /// Workloads, in order.
+    pub workloads: Vec<Workload>,
+    /// Workers per server.
+    pub workers: usize,
+    /// Per run.
+    pub duration: Duration,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+impl BenchArgs {
+    /// The configuration these flags describe, starting servers from this executable.
+    pub fn config(&self) -> io::Result<BenchConfig> {
+        Ok(BenchConfig {
+            herd: std::env::current_exe()?,
+            policies: or_all(&self.policies, Policy::ALL),
+            workloads: or_all(&self.workloads, Workload::ALL),
+            workers: self.workers as usize,
+            duration: self.duration,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        })
+    }
+}
+
+/// The list given, or every one when none was.
+fn or_all<T: Copy>(given: &[T], all: &[T]) -> Vec<T> {
+    if given.is_empty() { all } else { given }.to_vec()
+}
+
+/// The load for `workload` against `addr`.
+fn load_config(
+    workload: Workload,
+    addr: std::net::SocketAddr,
+    duration: Duration,
+    rate: Option<f64>,
+) -> io::Result<LoadConfig> {
+    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let mut cfg = LoadConfig::new(&format!("http://{addr}/")).map_err(|e| bad(e.to_string()))?;
+    cfg.duration = duration;
+    match workload {
+        Workload::Keepalive => cfg.connections = 64,
+        Workload::Connect => {
+            cfg.connections = 32;
+            cfg.close = true;
+        }
+        Workload::Skewed | Workload::Stall => {
+            let rate = rate.expect("open-loop workloads have a rate");
+            cfg.connections = 64;
+            cfg.close = true;
+            cfg.rate = Some(rate);
+            cfg.paths = if workload == Workload::Skewed {
+                SKEWED_MIX.parse().map_err(bad)?
+            } else {
+                let plain = (rate / STALLS_PER_SEC).round().max(1.0) as u64;
+                format!("{plain}:/,1:/sleep/200")
+                    .parse::<PathMix>()
+                    .map_err(bad)?
+            };
+        }
+    }
+    Ok(cfg)
+}
+
+/// Measures the closed-loop capacity with the `skewed` path mix, a connection per request.
+fn measure_capacity(cfg: &BenchConfig) -> io::Result<f64> {
+    let policy = cfg.policies[0];
+    let server = Server::start(&cfg.herd, policy, cfg.workers)?;
+    let mut load = load_config(Workload::Connect, server.addr, cfg.duration, None)?;
+    load.paths = SKEWED_MIX
+        .parse()
+        .map_err(|e: String| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let report = crate::load::run(&load)?;
+    server.stop()?;
+    eprintln!(
+        "herd bench: capacity with the skewed mix under {policy}: {:.0} requests/s",
+        report.requests_per_sec
+    );
+    Ok(report.requests_per_sec)
+}
+
+/// Runs every (policy, workload) pair.
+pub fn run(cfg: &BenchConfig) -> io::Result<BenchReport> {
+    if cfg.policies.is_empty() || cfg.workloads.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no policy or no workload to run",
+        ));
+    }
+    let capacity = if cfg.workloads.iter().any(|w| w.open_loop()) {
+        Some(measure_capacity(cfg)?)
+    } else {
+        None
+    };
+    let rate = capacity.map(|c| (c * LOAD_FACTOR).max(1.0));
+    let mut runs = Vec::new();
+    for &policy in &cfg.policies {
+        let server = Server::start(&cfg.herd, policy, cfg.workers)?;
+        for &workload in &cfg.workloads {
+            let before = server.settled_scrape()?;
+            let load = load_config(workload, server.addr, cfg.duration, rate)?;
+            let report = crate::load::run(&load)?;
+            let after = server.settled_scrape()?;
+            let result = RunResult {
+                policy,
+                workload,
+                per_worker: after.since(&before),
+                load: report,
+            };
+            eprintln!(
+                "herd bench: {policy} / {}: {:.0} req/s, p99 {:.2} ms, Jain {}",
+                workload.name(),
+                result.load.requests_per_sec,
+                result.latency_ms(0.99),
+                jain(&result.connections()).map_or("-".into(), |j| format!("{j:.3}"))
+            );
+            runs.push(result);
+        }
+        server.stop()?;
+    }
+    Ok(BenchReport {
+        command: cfg.command.clone(),
+        workers: cfg.workers,
+        open_loop_rate: rate,
+        capacity,
+        runs,
+    })
+}
+
+/// Writes report.md, report.json and the charts into `dir`; returns the files written.
+pub fn write_files(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut files = vec![
+        (dir.join("report.md"), report.markdown()),
+        (dir.join("report.json"), report.json()),
+    ];
+    let ran = |w: &&Workload| report.runs.iter().any(|r| r.workload == **w);
+    for &workload in Workload::ALL.iter().filter(ran) {
+        let runs: Vec<&RunResult> = report
+            .runs
+            .iter()
+            .filter(|r| r.workload == workload)
+            .collect();
+        let n = runs.iter().map(|r| r.per_worker.len()).max().unwrap_or(0);
+        let share = svg::BarChart {
+            title: &format!(
+                "Each worker's share of connections, {} workload",
+                workload.name()
+            ),
+            y_label: "share of connections",
+            series: (1..=n).map(|i| format!("worker #{i}")).collect(),
+            groups: runs
+                .iter()
+                .map(|r| (r.policy.to_string(), r.connection_shares()))
+                .collect(),
+            reference: (n > 0).then(|| (1.0 / n as f64, "even share")),
+        }
+        .render();
+        let latency = svg::BarChart {
+            title: &format!("Latency by policy, {} workload", workload.name()),
+            y_label: "milliseconds",
+            series: vec!["p50".into(), "p99".into(), "p99.9".into()],
+            groups: runs
+                .iter()
+                .map(|r| {
+                    let p = [0.5, 0.99, 0.999].map(|q| r.latency_ms(q));
+                    (r.policy.to_string(), p.to_vec())
+                })
+                .collect(),
+            reference: None,
+        }
+        .render();
+        files.push((dir.join(format!("share-{}.svg", workload.name())), share));
+        files.push((
+            dir.join(format!("latency-{}.svg", workload.name())),
+            latency,
+        ));
+    }
+    for (path, text) in &files {
+        std::fs::write(path, text)?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// `herd bench`: runs, prints the table, writes the files. A run that cannot take place
+/// prints one line on stderr and exits with status 1.
+pub fn main(args: BenchArgs) -> ExitCode {
+    let outcome = args.config().and_then(|cfg| {
+        let report = run(&cfg)?;
+        let files = write_files(&report, &args.out)?;
+        Ok((report, files))
+    });
+    match outcome {
+        Ok((report, files)) => {
+            print!("{}", report.table());
+            for f in files {
+                eprintln!("herd bench: wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herd bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

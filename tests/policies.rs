@@ -1,0 +1,275 @@
+//! Every scheduling policy, end to end: it serves, respawns, stops gracefully, leaks no fds,
+//! and its per-worker metrics add up to what a client sent.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::SocketAddr;
+
+use common::*;
+
+/// The admin address from the `admin listening on` line.
+fn admin_addr(h: &Herd) -> SocketAddr {
+    h.log
+        .wait_for("admin listening on ")
+        .rsplit("listening on ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Sums of the per-worker series `name` in a `/metrics` scrape.
+fn metric_sum(admin: SocketAddr, name: &str) -> u64 {
+    let r = get(admin, "/metrics");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+fn worker_of(addr: SocketAddr) -> u32 {
+    let r = get(addr, "/worker");
+    assert_eq!(r.status, 200);
+    r.text().parse().expect("a worker id")
+}
+
+/// Serves, survives the death of every worker, stops gracefully, and its master holds as
+/// many fds at the end as after start-up.
+fn serves_respawns_and_stops(policy: &str) {
+    let mut h = Herd::serve(2, &["--app", "bench", "--policy", policy]);
+    for _ in 0..10 {
+        let id = worker_of(h.addr);
+        assert!(id == 1 || id == 2, "{policy}: answered by worker {id}");
+    }
+    let fds_of = |pid: i32| -> Vec<String> {
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some(format!(
+                    "{} -> {}",
+                    e.file_name().to_string_lossy(),
+                    target.display()
+                ))
+            })
+            .collect();
+        fds.sort();
+        fds
+    };
+    let master_fds = fd_count(h.pid());
+    let before = fds_of(h.pid());
+    for (id, pid) in h.forks() {
+        // SAFETY: kill(2) on a worker of ours.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        h.log.wait_for(&format!("worker {id} exited (signal 9"));
+    }
+    h.log.wait_for("worker 3 listening on");
+    h.log.wait_for("worker 4 listening on");
+    for _ in 0..10 {
+        let id = worker_of(h.addr);
+        assert!(id == 3 || id == 4, "{policy}: answered by worker {id}");
+    }
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while fd_count(h.pid()) != master_fds {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{policy}: the master's fds changed across the respawns:\nbefore {before:#?}\n\
+             after {:#?}\nlog:\n{}",
+            fds_of(h.pid()),
+            h.log.lines().join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    h.signal(libc::SIGTERM);
+    let status = h.wait_exit();
+    assert!(status.success(), "{policy}: {status:?}");
+}
+
+macro_rules! policy_tests {
+    ($($name:ident => $policy:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            serves_respawns_and_stops($policy);
+        }
+    )*};
+}
+
+policy_tests! {
+    round_robin_serves_respawns_and_stops => "round-robin",
+    node_serves_respawns_and_stops => "node",
+    least_connections_serves_respawns_and_stops => "least-connections",
+    p2c_serves_respawns_and_stops => "p2c",
+    shared_serves_respawns_and_stops => "shared",
+    shared_exclusive_serves_respawns_and_stops => "shared-exclusive",
+    reuseport_serves_respawns_and_stops => "reuseport",
+}
+
+/// N requests on M keep-alive connections: the workers' counters sum to N and M, and every
+/// connection is reported closed.
+fn metrics_add_up(policy: &str) {
+    let h = Herd::serve(
+        3,
+        &[
+            "--app",
+            "bench",
+            "--policy",
+            policy,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let admin = admin_addr(&h);
+    let per_connection = [1, 2, 3, 4, 5, 6, 7];
+    for &n in &per_connection {
+        let mut s = connect(h.addr);
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        for _ in 0..n {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            let r = read_response(&mut reader, false).expect("a response");
+            assert_eq!(r.status, 200);
+        }
+    }
+    let requests: u64 = per_connection.iter().sum();
+    let connections = per_connection.len() as u64;
+    // Each scrape is itself neither a worker connection nor a worker request.
+    wait_until("the workers' reports to add up", || {
+        metric_sum(admin, "herd_worker_requests_total") == requests
+            && metric_sum(admin, "herd_worker_connections_total") == connections
+            && metric_sum(admin, "herd_worker_open_connections") == 0
+    });
+    let status = get(admin, "/status");
+    assert_eq!(status.header("content-type"), Some("application/json"));
+    let text = status.text();
+    assert!(text.contains(&format!("\"policy\":\"{policy}\"")), "{text}");
+    assert_eq!(text.matches("\"state\":\"online\"").count(), 3, "{text}");
+    assert_eq!(get(admin, "/nope").status, 404);
+}
+
+#[test]
+fn metrics_add_up_under_round_robin() {
+    metrics_add_up("round-robin");
+}
+
+#[test]
+fn metrics_add_up_under_node() {
+    metrics_add_up("node");
+}
+
+#[test]
+fn metrics_add_up_under_shared() {
+    metrics_add_up("shared");
+}
+
+#[test]
+fn metrics_add_up_under_reuseport() {
+    metrics_add_up("reuseport");
+}
+
+/// Inodes of the TCP sockets in LISTEN state (state 0A in /proc/net/tcp and tcp6).
+fn listening_inodes() -> Vec<String> {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.get(3) == Some(&"0A")).then(|| f.get(9).map(|s| s.to_string()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// How many listening TCP sockets process `pid` holds.
+fn listening_sockets_of(pid: i32) -> usize {
+    let listening = listening_inodes();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(
+                l.strip_prefix("socket:[")?
+                    .trim_end_matches(']')
+                    .to_string(),
+            )
+        })
+        .filter(|inode| listening.contains(inode))
+        .count()
+}
+
+#[test]
+fn the_admin_endpoint_listens_only_when_asked() {
+    let plain = Herd::serve(1, &["--app", "bench"]);
+    assert_eq!(listening_sockets_of(plain.pid()), 1);
+    assert!(!plain.log.lines().iter().any(|l| l.contains("admin")));
+    let with_admin = Herd::serve(1, &["--app", "bench", "--admin", "127.0.0.1:0"]);
+    admin_addr(&with_admin);
+    assert_eq!(listening_sockets_of(with_admin.pid()), 2);
+    // Under reuseport the master's socket only reserves the port: it does not listen.
+    let reuseport = Herd::serve(1, &["--app", "bench", "--policy", "reuseport"]);
+    assert_eq!(listening_sockets_of(reuseport.pid()), 0);
+}
+
+/// A request in flight when the master gets SIGTERM is answered; then the cluster exits 0
+/// and the port is closed.
+fn finishes_in_flight_requests_on_sigterm(policy: &str) {
+    let mut h = Herd::serve(2, &["--app", "bench", "--policy", policy]);
+    let mut s = connect(h.addr);
+    s.write_all(b"GET /sleep/1000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Wait until a worker is inside the handler, so the request is truly in flight.
+    wait_until("a worker asleep in its handler", || {
+        h.live_worker_pids().iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                .is_ok_and(|w| w.contains("nanosleep"))
+        })
+    });
+    h.signal(libc::SIGTERM);
+    let mut reader = BufReader::new(s);
+    let r = read_response(&mut reader, false).expect("the in-flight response");
+    assert_eq!(r.status, 200);
+    // Then the draining worker closes the now idle connection.
+    assert!(read_response(&mut reader, false).is_none());
+    let status = h.wait_exit();
+    assert!(status.success(), "{policy}: {status:?}");
+    assert!(std::net::TcpStream::connect(h.addr).is_err());
+}
+
+#[test]
+fn shared_finishes_in_flight_requests_on_sigterm() {
+    finishes_in_flight_requests_on_sigterm("shared");
+}
+
+#[test]
+fn shared_exclusive_finishes_in_flight_requests_on_sigterm() {
+    finishes_in_flight_requests_on_sigterm("shared-exclusive");
+}
+
+#[test]
+fn reuseport_finishes_in_flight_requests_on_sigterm() {
+    finishes_in_flight_requests_on_sigterm("reuseport");
+}
+
+#[test]
+fn node_finishes_in_flight_requests_on_sigterm() {
+    finishes_in_flight_requests_on_sigterm("node");
+}
+
+#[test]
+fn a_bad_admin_address_is_one_line_and_a_failure() {
+    let out = std::process::Command::new(herd_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "nowhere:x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("herd: bad address 'nowhere:x'"), "{err}");
+}
