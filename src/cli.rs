@@ -1,4 +1,4 @@
-//! The `herd` command line: `herd serve`, `herd load`.
+//! The `herd` command line: `herd serve`, `herd load`, `herd proxy`.
 //!
 //! The binary is a thin user of the library: `serve` builds a [`Cluster`] from the flags.
 
@@ -33,6 +33,8 @@ enum Command {
     Serve(ServeArgs),
     /// Generate HTTP/1.1 load (closed loop like wrk, or open loop with --rate like wrk2).
     Load(crate::load::LoadArgs),
+    /// Run a reverse proxy on the cluster: each request goes to the next --target.
+    Proxy(crate::proxy::command::ProxyArgs),
 }
 
 /// Flags of `herd serve`.
@@ -70,6 +72,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => crate::load::main(args),
+        Command::Proxy(args) => crate::proxy::command::main(args),
     }
 }
 

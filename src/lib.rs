@@ -19,6 +19,8 @@
 //!   worker's [`worker::HttpService`].
 //! * [`app`]: the handlers `herd serve` ships with; [`cli`]: the command line;
 //!   [`load`]: `herd load`, the load generator.
+//! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
+//!   to the next target over pooled keep-alive connections.
 #![deny(missing_docs)]
 
 pub mod app;
@@ -29,6 +31,7 @@ pub mod http;
 pub mod load;
 pub mod master;
 pub mod policy;
+pub mod proxy;
 pub mod worker;
 
 pub use cluster::{Cluster, Control, Event, ExitStatus, Shutdown};
