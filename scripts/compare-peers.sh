@@ -74,6 +74,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 wants() { [[ " $SERVERS " == *" $1 "* ]]; }
+# wants_kind KIND: a server named KIND or KIND_<variant> is requested.
+wants_kind() { [[ " $SERVERS " == *" $1 "* || " $SERVERS " == *" $1_"* ]]; }
 
 # ---------------------------------------------------------------- setup ----
 
@@ -81,7 +83,7 @@ install_deps() {
     local pkgs=()
     have wrk || pkgs+=(wrk)
     have curl || pkgs+=(curl)
-    if wants nginx && ! have nginx && [[ ! -x /usr/sbin/nginx ]]; then pkgs+=(nginx-light); fi
+    if wants_kind nginx && ! have nginx && [[ ! -x /usr/sbin/nginx ]]; then pkgs+=(nginx-light); fi
     ((${#pkgs[@]} == 0)) && return 0
     ((EUID == 0)) || die "missing ${pkgs[*]}, and installing needs root"
     log "installing ${pkgs[*]}"
@@ -103,11 +105,11 @@ prepare() {
     if wants node; then
         have node || die "node is not installed (v20 expected)"
     fi
-    if wants nginx; then
+    if wants_kind nginx; then
         NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
         ((EUID == 0)) || die "nginx is run as root (its workers drop to nobody); run this as root"
     fi
-    if wants herd; then
+    if wants_kind herd; then
         if [[ -z $HERD_BIN ]]; then
             log "building herd (cargo build --release)"
             (cd "$REPO_ROOT" && cargo build --release >&2)
@@ -123,11 +125,15 @@ prepare() {
 
 start_herd() {
     local name=$1
+    shift
     # RUST_LOG: herd logs its "listening on" line through env_logger.
     RUST_LOG=${RUST_LOG:-info} launch "$name" "$WORK_DIR/$name.log" \
-        "$HERD_BIN" serve --listen 127.0.0.1:0 --workers "$WORKERS"
+        "$HERD_BIN" serve --listen 127.0.0.1:0 --workers "$WORKERS" "$@"
     SERVER_PORT[$name]=$(wait_log_port "$name" 'listening on 127\.0\.0\.1:[0-9]+' 30)
 }
+
+# herd with one fd per handoff packet: what batching buys on the accept path.
+start_herd_batch1() { start_herd "$1" --handoff-batch 1; }
 
 start_node() {
     local name=$1 port
@@ -137,17 +143,21 @@ start_node() {
 }
 
 start_nginx() {
-    local name=$1 port prefix
+    local name=$1 listen_opts=${2:-} port prefix
     port=$(free_port)
     prefix=$WORK_DIR/$name
     mkdir -p "$prefix"
     sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$prefix|g" \
+        -e "s|@LISTEN_OPTS@|$listen_opts|g" \
         "$PEERS_DIR/nginx.conf.template" >"$prefix/nginx.conf"
     # -e: the startup error log, before the config's error_log applies.
     launch "$name" "$WORK_DIR/$name.log" \
         "$NGINX_BIN" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log"
     SERVER_PORT[$name]=$port
 }
+
+# nginx with `listen ... deferred` (TCP_DEFER_ACCEPT), which herd's listeners always use.
+start_nginx_deferred() { start_nginx "$1" deferred; }
 
 start_server() {
     local name=$1
@@ -224,7 +234,7 @@ report() {
 versions() {
     local v=()
     wants node && v+=("node $(node --version)")
-    wants nginx && v+=("$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/|nginx |')")
+    wants_kind nginx && v+=("$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/|nginx |')")
     # wrk --version exits 1 after printing.
     v+=("$( (wrk --version 2>&1 || true) | awk 'NR == 1 { print "wrk " $2 }')")
     log "versions: ${v[*]}"

@@ -205,3 +205,16 @@ fn a_client_that_never_reads_does_not_stall_the_others() {
         assert_eq!(get(h.addr, "/").status, 200);
     }
 }
+
+#[test]
+fn a_client_that_connects_and_stays_silent_gets_408_too() {
+    // The listener defers accept until data arrives (TCP_DEFER_ACCEPT); a silent client is
+    // still accepted after about a second and then meets the request timeout.
+    let h = server();
+    let s = connect(h.addr);
+    let started = Instant::now();
+    let mut r = BufReader::new(s);
+    let resp = read_response(&mut r, false).expect("a 408");
+    assert_eq!(resp.status, 408);
+    assert!(started.elapsed() >= Duration::from_millis(9900));
+}

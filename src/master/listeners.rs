@@ -46,6 +46,27 @@ pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("bad address '{addr}'")))
 }
 
+/// Asks the kernel to complete `accept` only once the client has sent data (HTTP clients
+/// always speak first). The master then never wakes for, and a worker never reads too early
+/// from, a connection whose request has not arrived: the worker's first `read` finds it.
+/// A client that connects and stays silent is still accepted, after about a second.
+fn defer_accept(socket: &TcpListener) {
+    let secs: libc::c_int = 1;
+    // SAFETY: setsockopt on a valid socket with a pointer to a live c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        log::debug!("TCP_DEFER_ACCEPT: {}", io::Error::last_os_error());
+    }
+}
+
 impl Listeners {
     /// The listener for `addr`, binding it on first use. Returns its id and whether it is new.
     pub fn get_or_bind(&mut self, addr: &str) -> io::Result<(ListenerId, bool)> {
@@ -65,6 +86,7 @@ impl Listeners {
         // mio binds non-blocking and close-on-exec with SO_REUSEADDR, backlog 1024.
         let socket = TcpListener::bind(requested)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}")))?;
+        defer_accept(&socket);
         let local = socket.local_addr()?;
         self.list.push(Listener {
             requested,

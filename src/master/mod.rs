@@ -79,6 +79,8 @@ pub struct WorkerProc {
     pub started: Instant,
     /// The channel, with the connections in flight on it.
     pub link: Link,
+    /// The channel is registered for write readiness (a send found the worker's queue full).
+    write_armed: bool,
 }
 
 /// What the master is doing overall.
@@ -114,6 +116,8 @@ pub struct Master {
     last_fd_warning: Option<Instant>,
     /// Workers with something to send; flushed at the end of the loop turn.
     dirty: Vec<usize>,
+    /// Receive buffer for worker packets (the largest is a 64 KiB user message).
+    recv_buf: Vec<u8>,
 }
 
 impl Master {
@@ -145,6 +149,7 @@ impl Master {
             accept_paused_until: None,
             last_fd_warning: None,
             dirty: Vec::new(),
+            recv_buf: vec![0; MAX_MESSAGE + 64],
         };
         for addr in &cluster.listen {
             master.listen(addr)?;
@@ -224,9 +229,10 @@ impl Master {
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        if self.listeners.ids().any(|id| self.listeners.get(id).ready)
-            && self.accept_paused_until.is_none()
-        {
+        // Accept again at once only where a burst stopped short and a worker can take more;
+        // a listener nobody can take from waits for its next readiness edge.
+        let more = |id| self.listeners.get(id).ready && self.has_taker(id);
+        if self.listeners.ids().any(more) && self.accept_paused_until.is_none() {
             return Some(Duration::ZERO);
         }
         let mut deadlines: Vec<Instant> = self.slots.iter().filter_map(|s| s.respawn_at).collect();
@@ -309,7 +315,7 @@ impl Master {
         self.poll.registry().register(
             &mut SourceFd(&fd),
             Token(WORKER_BASE + key),
-            Interest::READABLE | Interest::WRITABLE,
+            Interest::READABLE,
         )?;
         self.workers.insert(WorkerProc {
             id,
@@ -318,6 +324,7 @@ impl Master {
             state: WorkerState::Starting,
             started: Instant::now(),
             link: Link::new(master_end, worker_end, self.handoff_batch),
+            write_armed: false,
         });
         self.slots[slot].worker = Some(key);
         log::info!("fork: worker {id} (pid {pid})");
@@ -388,7 +395,6 @@ impl Master {
                 }
             }
         }
-        let _ = self.timers();
     }
 
     /// The worker is gone: stop dispatching to it and give the connections it never read
@@ -455,7 +461,12 @@ impl Master {
 
     /// Reads every packet the worker sent.
     fn read_worker(&mut self, key: usize) {
-        let mut buf = vec![0u8; MAX_MESSAGE + 64];
+        let mut buf = std::mem::take(&mut self.recv_buf);
+        self.read_worker_into(key, &mut buf);
+        self.recv_buf = buf;
+    }
+
+    fn read_worker_into(&mut self, key: usize, buf: &mut [u8]) {
         loop {
             let Some(w) = self.workers.get_mut(key) else {
                 return;
@@ -463,7 +474,7 @@ impl Master {
             if w.state == WorkerState::Disconnected {
                 return;
             }
-            let msg = match w.link.channel.recv(&mut buf) {
+            let msg = match w.link.channel.recv(buf) {
                 // Workers send no fds; any that came would be closed by dropping them here.
                 Ok(Received::Packet(n, _)) | Ok(Received::Truncated(n)) => {
                     ToMaster::decode(&buf[..n])
@@ -666,9 +677,32 @@ impl Master {
             if w.state == WorkerState::Disconnected || !w.link.has_unsent() {
                 continue;
             }
-            if let Err(e) = w.link.flush() {
-                log::debug!("worker {}: channel: {e}", w.id);
-                self.disconnect(key);
+            match w.link.flush() {
+                Ok(all_sent) => {
+                    // Write interest only while something waits: registered permanently, the
+                    // channel would wake the master each time the worker reads a packet
+                    // (the kernel signals write space on every read of a unix socket).
+                    if all_sent == w.write_armed {
+                        w.write_armed = !all_sent;
+                        let interest = if all_sent {
+                            Interest::READABLE
+                        } else {
+                            Interest::READABLE | Interest::WRITABLE
+                        };
+                        let fd = w.link.channel.raw_fd();
+                        if let Err(e) = self.poll.registry().reregister(
+                            &mut SourceFd(&fd),
+                            Token(WORKER_BASE + key),
+                            interest,
+                        ) {
+                            log::error!("worker {}: reregister: {e}", w.id);
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::debug!("worker {}: channel: {e}", w.id);
+                    self.disconnect(key);
+                }
             }
         }
     }
