@@ -156,7 +156,10 @@ fn named(name: &'static str) -> TestServer {
         while let Some(head) = read_head(&mut r) {
             read_body(&mut r, &head, |_| {});
             let body = format!("{name}\n{}", head.join("\n"));
-            let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             if r.get_mut().write_all(resp.as_bytes()).is_err() {
                 return;
             }
@@ -238,7 +241,10 @@ fn change_origin_sends_the_targets_host() {
     let p = proxy(&[a.url()], &["--change-origin"]);
     let text = get(p.addr, "/").text();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines.contains(&format!("Host: {}", a.addr).as_str()), "{text}");
+    assert!(
+        lines.contains(&format!("Host: {}", a.addr).as_str()),
+        "{text}"
+    );
     assert!(lines.contains(&"X-Forwarded-Host: test"), "{text}");
 }
 
@@ -268,9 +274,18 @@ fn herd_serve_targets_pipelining_and_http_1_0() {
     }
     assert_eq!(
         bodies,
-        ["GET /echo/a ", "", "POST /echo/c hello", "POST /echo/d abcde", "GET /echo/e "]
+        [
+            "GET /echo/a ",
+            "",
+            "POST /echo/c hello",
+            "POST /echo/d abcde",
+            "GET /echo/e "
+        ]
     );
-    assert!(read_response(&mut r, false).is_none(), "closed after Connection: close");
+    assert!(
+        read_response(&mut r, false).is_none(),
+        "closed after Connection: close"
+    );
 
     // HTTP/1.0: closes after the response unless it asked for keep-alive.
     let all = exchange(
@@ -290,7 +305,10 @@ const LARGE: usize = 64 << 20;
 fn checksum(state: &mut (u64, u64), bytes: &[u8]) {
     for &b in bytes {
         state.0 += 1;
-        state.1 = state.1.wrapping_mul(31).wrapping_add(u64::from(b) ^ (state.0 & 0xff));
+        state.1 = state
+            .1
+            .wrapping_mul(31)
+            .wrapping_add(u64::from(b) ^ (state.0 & 0xff));
     }
 }
 
@@ -322,8 +340,7 @@ fn bulk_server() -> TestServer {
                         let piece: Vec<u8> =
                             (start..(start + 100_000).min(LARGE)).map(pattern).collect();
                         let framed = if chunked {
-                            [format!("{:x}\r\n", piece.len()).as_bytes(), &piece, b"\r\n"]
-                                .concat()
+                            [format!("{:x}\r\n", piece.len()).as_bytes(), &piece, b"\r\n"].concat()
                         } else {
                             piece
                         };
@@ -332,7 +349,10 @@ fn bulk_server() -> TestServer {
                     && (!chunked || w.write_all(b"0\r\n\r\n").is_ok())
             } else {
                 let body = format!("{} {}", sum.0, sum.1);
-                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 w.write_all(resp.as_bytes()).is_ok()
             };
             if !ok {
@@ -364,15 +384,18 @@ fn large_bodies_stream_both_ways_with_bounded_memory() {
     let mut s = connect(p.addr);
     let mut r = BufReader::new(s.try_clone().unwrap());
     // Upload, Content-Length.
-    s.write_all(format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {LARGE}\r\n\r\n").as_bytes())
-        .unwrap();
+    s.write_all(
+        format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {LARGE}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
     s.write_all(&body).unwrap();
     assert_eq!(read_response(&mut r, false).unwrap().text(), expected_text);
     // Upload, chunked.
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
         .unwrap();
     for piece in body.chunks(1 << 20) {
-        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).unwrap();
+        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .unwrap();
         s.write_all(piece).unwrap();
         s.write_all(b"\r\n").unwrap();
     }
@@ -397,7 +420,10 @@ fn large_bodies_stream_both_ways_with_bounded_memory() {
             }
         };
         let mut sum = (0, 0);
-        assert!(read_body(&mut r, &head, |b| checksum(&mut sum, b)), "{kind}");
+        assert!(
+            read_body(&mut r, &head, |b| checksum(&mut sum, b)),
+            "{kind}"
+        );
         assert_eq!(sum, expected, "{kind}");
     }
     // 4 × 64 MB went through; the worker never held more than a few buffers of it.
@@ -409,7 +435,9 @@ fn large_bodies_stream_both_ways_with_bounded_memory() {
 #[test]
 fn websocket_upgrade_is_tunnelled_both_ways() {
     let server = TestServer::start(|mut r, stats| {
-        let Some(head) = read_head(&mut r) else { return };
+        let Some(head) = read_head(&mut r) else {
+            return;
+        };
         assert_eq!(header(&head, "upgrade"), Some("websocket"));
         let w = r.get_mut();
         w.write_all(
@@ -479,7 +507,11 @@ fn refused_target_is_retried_on_the_next_then_skipped_and_brought_back() {
         url(down)
     ));
     p.log.wait_for("proxy: target 0 (");
-    assert!(p.log.lines().iter().any(|l| l.contains("marked down for 1s")));
+    assert!(p
+        .log
+        .lines()
+        .iter()
+        .any(|l| l.contains("marked down for 1s")));
     // Marked down after two refusals: skipped without even a connect attempt.
     let refusals = || {
         p.log
@@ -492,7 +524,10 @@ fn refused_target_is_retried_on_the_next_then_skipped_and_brought_back() {
     for _ in 0..4 {
         assert_eq!(get_on(&mut s, &mut r, "/").status, 200);
     }
-    assert!(refusals() <= before + 1, "a down target was tried repeatedly");
+    assert!(
+        refusals() <= before + 1,
+        "a down target was tried repeatedly"
+    );
 
     // It comes back: after its back-off, a request succeeds there and it is put back.
     let a = TestServer::bind(TcpListener::bind(down).unwrap(), |mut r, _| {
@@ -510,9 +545,20 @@ fn refused_target_is_retried_on_the_next_then_skipped_and_brought_back() {
     assert!(a.accepted() >= 1);
     // Back in the rotation: it alternates with B again.
     let texts: Vec<String> = (0..4)
-        .map(|_| get_on(&mut s, &mut r, "/").text().lines().next().unwrap().to_string())
+        .map(|_| {
+            get_on(&mut s, &mut r, "/")
+                .text()
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(texts.iter().filter(|t| *t == "BACK").count(), 2, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| *t == "BACK").count(),
+        2,
+        "{texts:?}"
+    );
 }
 
 #[test]
@@ -536,7 +582,8 @@ fn no_response_head_in_time_is_504() {
     let resp = get(p.addr, "/sleep/3000");
     assert_eq!(resp.status, 504);
     assert!(resp.text().contains("Gateway Timeout"));
-    p.log.wait_for("proxy error: no response within 0.5s (target 0:");
+    p.log
+        .wait_for("proxy error: no response within 0.5s (target 0:");
 }
 
 #[test]
@@ -577,8 +624,12 @@ fn close_mid_response_closes_the_client_connection() {
     let _ = s.read_to_end(&mut got);
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-    assert!(text.len() < text.find("\r\n\r\n").unwrap() + 4 + 100, "{text}");
-    p.log.wait_for("proxy error: connection closed mid-response (target 0:");
+    assert!(
+        text.len() < text.find("\r\n\r\n").unwrap() + 4 + 100,
+        "{text}"
+    );
+    p.log
+        .wait_for("proxy error: connection closed mid-response (target 0:");
 }
 
 #[test]
@@ -593,7 +644,9 @@ fn client_disconnect_mid_request_closes_the_upstream_connection() {
     let mut s = connect(p.addr);
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\npartial")
         .unwrap();
-    wait_until("the proxy to connect to the target", || server.accepted() == 1);
+    wait_until("the proxy to connect to the target", || {
+        server.accepted() == 1
+    });
     drop(s);
     wait_until("the upstream connection to be closed", || {
         server.stats.closed_by_peer.load(Ordering::SeqCst) == 1

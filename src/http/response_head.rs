@@ -144,20 +144,58 @@ mod tests {
     #[test]
     fn framing_decisions() {
         use ResponseBody::*;
-        let cases: &[(&[u8], bool, (u16, ResponseBody, bool))] = &[
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, (200, Length(5), true)),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, (200, None, true)),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, (200, Chunked, true)),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", false, (200, UntilClose, false)),
+        type Case = (&'static [u8], bool, (u16, ResponseBody, bool));
+        let cases: &[Case] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                false,
+                (200, Length(5), true),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                true,
+                (200, None, true),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                (200, Chunked, true),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                false,
+                (200, UntilClose, false),
+            ),
             (b"HTTP/1.1 200 OK\r\n\r\n", false, (200, UntilClose, false)),
             (b"HTTP/1.1 204 No Content\r\n\r\n", false, (204, None, true)),
-            (b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\n", false, (101, None, true)),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", false, (200, None, false)),
-            (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false, (200, Length(2), false)),
-            (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n", false, (200, Length(2), true)),
+            (
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\r\n",
+                false,
+                (101, None, true),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                false,
+                (200, None, false),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n",
+                false,
+                (200, Length(2), false),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n",
+                false,
+                (200, Length(2), true),
+            ),
         ];
         for (input, is_head, expected) in cases {
-            assert_eq!(parse(input, *is_head), Ok(Some(*expected)), "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                parse(input, *is_head),
+                Ok(Some(*expected)),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
         }
         assert_eq!(parse(b"HTTP/1.1 200 OK\r\n", false), Ok(Option::None));
     }
@@ -166,7 +204,15 @@ mod tests {
     fn refusals() {
         assert!(parse(b"garbage\r\n\r\n", false).is_err());
         assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", false).is_err());
+        assert!(parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
+        assert!(parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false
+        )
+        .is_err());
     }
 }

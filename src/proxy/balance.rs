@@ -81,7 +81,9 @@ mod tests {
         let mut b = Balancer::new(Balance::RoundRobin, 1);
         let picks: Vec<_> = (0..6).map(|_| b.pick(&[0; 3], |_| true).unwrap()).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        let picks: Vec<_> = (0..4).map(|_| b.pick(&[0; 3], |t| t != 1).unwrap()).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|_| b.pick(&[0; 3], |t| t != 1).unwrap())
+            .collect();
         assert_eq!(picks, [0, 2, 0, 2]);
         assert_eq!(b.pick(&[0; 3], |_| false), None);
     }

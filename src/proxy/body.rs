@@ -42,9 +42,7 @@ impl BodyFramer {
         match self {
             BodyFramer::Done => {}
             BodyFramer::Length(left) => {
-                let take = src
-                    .len()
-                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                let take = src.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                 dst.extend(&src.pending()[..take]);
                 src.consume(take);
                 *left -= take as u64;
@@ -110,7 +108,10 @@ mod tests {
     #[test]
     fn length_stops_at_the_end() {
         let (out, done, rest) = pump_all(&mut BodyFramer::Length(5), &[b"hel", b"loGET"]);
-        assert_eq!((out.as_slice(), done, rest.as_slice()), (&b"hello"[..], true, &b"GET"[..]));
+        assert_eq!(
+            (out.as_slice(), done, rest.as_slice()),
+            (&b"hello"[..], true, &b"GET"[..])
+        );
     }
 
     #[test]

@@ -11,7 +11,12 @@ use crate::policy::Policy;
 #[derive(Debug, clap::Args)]
 pub struct ProxyArgs {
     /// Address to listen on. Port 0 picks a free port.
-    #[arg(long, short = 'l', value_name = "ADDR", default_value = "127.0.0.1:9000")]
+    #[arg(
+        long,
+        short = 'l',
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9000"
+    )]
     listen: String,
     /// A server to forward to, http://IP:PORT or http://localhost:PORT (repeat for several).
     #[arg(long = "target", short = 't', value_name = "URL", required = true)]
@@ -45,8 +50,12 @@ pub fn main(args: ProxyArgs) -> ExitCode {
             Err(format!("herd: {flag} must be a number of seconds >= {min}"))
         }
     };
-    let durations = seconds("--upstream-timeout", args.upstream_timeout, 0.001)
-        .and_then(|u| Ok((u, seconds("--shutdown-timeout", args.shutdown_timeout, 0.0)?)));
+    let durations = seconds("--upstream-timeout", args.upstream_timeout, 0.001).and_then(|u| {
+        Ok((
+            u,
+            seconds("--shutdown-timeout", args.shutdown_timeout, 0.0)?,
+        ))
+    });
     let (upstream_timeout, shutdown_timeout) = match durations {
         Ok(d) => d,
         Err(message) => {

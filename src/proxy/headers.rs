@@ -79,11 +79,10 @@ pub(crate) fn write_request_head(out: &mut Vec<u8>, head: &Head<'_, '_>, fwd: &F
             continue;
         } else if name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-host")
+            || (is_hop_by_hop(name, head.headers)
+                && !(fwd.upgrade && name.eq_ignore_ascii_case("upgrade")))
         {
-            continue;
-        } else if is_hop_by_hop(name, head.headers)
-            && !(fwd.upgrade && name.eq_ignore_ascii_case("upgrade"))
-        {
+            // Set by the proxy below, or meant for this hop only.
             continue;
         }
         field(out, name.as_bytes(), h.value);
@@ -221,14 +220,21 @@ mod tests {
             forward(b"GET / HTTP/1.0\r\n\r\n", None),
             "GET / HTTP/1.1\r\nHost: 127.0.0.1:3000\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
-        let changed = forward(b"GET / HTTP/1.1\r\nHost: front\r\n\r\n", Some("localhost:3000"));
-        assert!(changed.contains("Host: localhost:3000\r\n") && !changed.contains("Host: front"));
+        let changed = forward(
+            b"GET / HTTP/1.1\r\nHost: front\r\n\r\n",
+            Some("localhost:3000"),
+        );
+        assert!(
+            changed.contains("Host: localhost:3000\r\n") && !changed.contains("\r\nHost: front")
+        );
         assert!(changed.contains("X-Forwarded-Host: front\r\n"));
         let ws = forward(
             b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             None,
         );
-        assert!(ws.contains("Upgrade: websocket\r\n") && ws.ends_with("Connection: Upgrade\r\n\r\n"));
+        assert!(
+            ws.contains("Upgrade: websocket\r\n") && ws.ends_with("Connection: Upgrade\r\n\r\n")
+        );
     }
 
     #[test]
@@ -240,7 +246,10 @@ mod tests {
             .unwrap();
         let mut out = Vec::new();
         write_response_head(&mut out, &head, ClientFraming::AsIs, 1, true, false);
-        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\n");
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\n"
+        );
         out.clear();
         write_response_head(&mut out, &head, ClientFraming::AsIs, 0, true, false);
         assert!(out.ends_with(b"Connection: keep-alive\r\n\r\n"));

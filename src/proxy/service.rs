@@ -169,27 +169,27 @@ impl ProxyService {
             return Ok(false);
         }
         let mut storage = [const { MaybeUninit::uninit() }; 100];
-        let (head, len) = match parse_head(client.input.pending(), &self.config.limits, &mut storage)
-        {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => {
-                if client.eof {
-                    // The client gave up halfway through a head.
-                    self.close_client(cx, ck, false);
-                    return Err(Gone);
+        let (head, len) =
+            match parse_head(client.input.pending(), &self.config.limits, &mut storage) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => {
+                    if client.eof {
+                        // The client gave up halfway through a head.
+                        self.close_client(cx, ck, false);
+                        return Err(Gone);
+                    }
+                    client.head_started.get_or_insert(cx.now);
+                    return Ok(false);
                 }
-                client.head_started.get_or_insert(cx.now);
-                return Ok(false);
-            }
-            Err(e) => {
-                let date = cx.date();
-                client.output.extend_with(&mut self.scratch, |out| {
-                    headers::write_error(out, e.status(), &e.to_string(), date)
-                });
-                client.phase = Phase::Closing { linger: true };
-                return Ok(true);
-            }
-        };
+                Err(e) => {
+                    let date = cx.date();
+                    client.output.extend_with(&mut self.scratch, |out| {
+                        headers::write_error(out, e.status(), &e.to_string(), date)
+                    });
+                    client.phase = Phase::Closing { linger: true };
+                    return Ok(true);
+                }
+            };
         client.head_started = None;
         let now = cx.now;
         let picked = pick(&mut self.balancer, &self.health, &self.in_flight, now, None);
@@ -218,9 +218,9 @@ impl ProxyService {
             upgrade,
         };
         client.to_upstream.clear();
-        client
-            .to_upstream
-            .extend_with(&mut self.scratch, |out| headers::write_request_head(out, &head, &fwd));
+        client.to_upstream.extend_with(&mut self.scratch, |out| {
+            headers::write_request_head(out, &head, &fwd)
+        });
         let request = match head.body {
             BodyKind::None => BodyFramer::Done,
             BodyKind::Length(n) => BodyFramer::Length(n),
@@ -319,7 +319,12 @@ impl ProxyService {
             let before = client.input.len();
             if ex
                 .request
-                .pump(&mut client.input, &mut client.to_upstream, &mut self.scratch, limits)
+                .pump(
+                    &mut client.input,
+                    &mut client.to_upstream,
+                    &mut self.scratch,
+                    limits,
+                )
                 .is_err()
             {
                 log::debug!("proxy: malformed chunked request body");
@@ -581,7 +586,10 @@ impl ProxyService {
                 return Err(Gone);
             }
             let (status, message) = if failure.timeout {
-                (504, "504 Gateway Timeout: the target did not answer in time")
+                (
+                    504,
+                    "504 Gateway Timeout: the target did not answer in time",
+                )
             } else {
                 (502, "502 Bad Gateway: the target failed to answer")
             };

@@ -49,7 +49,11 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     /// Starts a non-blocking connect.
-    pub fn connect(target: usize, addr: std::net::SocketAddr, now: Instant) -> io::Result<Upstream> {
+    pub fn connect(
+        target: usize,
+        addr: std::net::SocketAddr,
+        now: Instant,
+    ) -> io::Result<Upstream> {
         let stream = TcpStream::connect(addr)?;
         // Request heads are small writes that must leave at once.
         let _ = stream.set_nodelay(true);
