@@ -23,6 +23,7 @@
 #   DURATION     seconds per wrk run (default 10)
 #   WORKERS      workers per server (default 2)
 #   CONNECTIONS  wrk connections (default 64)
+#   ROUNDS       interleaved rounds per server; the table shows medians (default 3)
 #   WARMUP       seconds of unmeasured keep-alive load before measuring (default 1; 0 = none)
 #   RSS_INTERVAL seconds between RSS samples under load (default 1)
 #   HERD_BIN     herd binary to use; unset = `cargo build --release` and use target/release/herd
@@ -48,12 +49,13 @@ SERVERS=${SERVERS:-herd node nginx}
 DURATION=${DURATION:-10}
 WORKERS=${WORKERS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 RSS_INTERVAL=${RSS_INTERVAL:-1}
 OUT=${OUT:-}
 STOP_TIMEOUT=${STOP_TIMEOUT:-5}
 
-for v in DURATION WORKERS CONNECTIONS WARMUP; do
+for v in DURATION WORKERS CONNECTIONS WARMUP ROUNDS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION > 0 && WORKERS > 0 && CONNECTIONS > 0)) || die "DURATION, WORKERS and CONNECTIONS must be > 0"
@@ -233,29 +235,45 @@ start_server() {
 # ------------------------------------------------------------ benchmark ----
 
 declare -A RPS_KA=() RPS_CLOSE=() RSS_MB=() NOTES=()
+# Every round's figure, space-separated, and the peak RSS over all rounds.
+declare -A KA_ALL=() CLOSE_ALL=() PEAK_KB=()
 
-bench_server() {
-    local name=$1 peak=0 wrk_base=(-t1 "-c$CONNECTIONS" "-d${DURATION}s")
-    if ((WARMUP > 0)); then
+# median: the median of the numbers on stdin (one or more, whitespace-separated).
+median() {
+    tr -s ' \n' '\n' | grep -v '^$' | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# bench_round NAME ROUND: one keep-alive and one Connection: close run against NAME.
+bench_round() {
+    local name=$1 round=$2 wrk_base=(-t1 "-c$CONNECTIONS" "-d${DURATION}s") peak=${PEAK_KB[$1]:-0}
+    if ((round == 1 && WARMUP > 0)); then
         log "$name: warm-up ${WARMUP}s"
         run_wrk "$name" "$WORK_DIR/$name.warmup.txt" -t1 "-c$CONNECTIONS" "-d${WARMUP}s"
     fi
 
-    log "$name: keep-alive, wrk ${wrk_base[*]}"
-    run_wrk "$name" "$WORK_DIR/$name.keepalive.txt" "${wrk_base[@]}"
-    RPS_KA[$name]=$WRK_RPS
-    peak=$WRK_PEAK_RSS_KB
-    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="keep-alive: $WRK_ERRORS. "
-
-    log "$name: Connection: close, wrk ${wrk_base[*]}"
-    run_wrk "$name" "$WORK_DIR/$name.close.txt" "${wrk_base[@]}" -H 'Connection: close'
-    RPS_CLOSE[$name]=$WRK_RPS
+    log "$name: round $round, keep-alive, wrk ${wrk_base[*]}"
+    run_wrk "$name" "$WORK_DIR/$name.keepalive.$round.txt" "${wrk_base[@]}"
+    KA_ALL[$name]+="$WRK_RPS "
     ((WRK_PEAK_RSS_KB > peak)) && peak=$WRK_PEAK_RSS_KB
-    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="close: $WRK_ERRORS. "
+    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="keep-alive round $round: $WRK_ERRORS. "
 
-    ((peak > 0)) || die "$name: no RSS sample was taken under load (DURATION too short for RSS_INTERVAL?)"
-    RSS_MB[$name]=$(awk -v kb="$peak" 'BEGIN { printf "%.1f", kb / 1024 }')
-    log "$name: keep-alive ${RPS_KA[$name]} req/s, close ${RPS_CLOSE[$name]} req/s, peak RSS ${RSS_MB[$name]} MB"
+    log "$name: round $round, Connection: close, wrk ${wrk_base[*]}"
+    run_wrk "$name" "$WORK_DIR/$name.close.$round.txt" "${wrk_base[@]}" -H 'Connection: close'
+    CLOSE_ALL[$name]+="$WRK_RPS "
+    ((WRK_PEAK_RSS_KB > peak)) && peak=$WRK_PEAK_RSS_KB
+    [[ -z $WRK_ERRORS ]] || NOTES[$name]+="close round $round: $WRK_ERRORS. "
+    PEAK_KB[$name]=$peak
+}
+
+# summarize NAME: medians over the rounds into RPS_KA, RPS_CLOSE; peak RSS into RSS_MB.
+summarize() {
+    local name=$1
+    ((${PEAK_KB[$name]:-0} > 0)) || die "$name: no RSS sample was taken under load (DURATION too short for RSS_INTERVAL?)"
+    RPS_KA[$name]=$(median <<<"${KA_ALL[$name]}")
+    RPS_CLOSE[$name]=$(median <<<"${CLOSE_ALL[$name]}")
+    RSS_MB[$name]=$(awk -v kb="${PEAK_KB[$name]}" 'BEGIN { printf "%.1f", kb / 1024 }')
+    log "$name: keep-alive ${KA_ALL[$name]}-> ${RPS_KA[$name]} req/s; close ${CLOSE_ALL[$name]}-> ${RPS_CLOSE[$name]} req/s; peak RSS ${RSS_MB[$name]} MB"
 }
 
 # --------------------------------------------------------------- report ----
@@ -268,6 +286,7 @@ report() {
     echo "## herd vs peers: hello world, ${WORKERS} workers, wrk -t1 -c${CONNECTIONS} -d${DURATION}s"
     echo
     echo "Machine: $(nproc) CPUs, $(uname -sr). $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "req/s: median of ${ROUNDS} interleaved rounds (every round runs every server once)."
     echo "RSS MB: peak under load of the summed VmRSS of the server's process tree (master + workers)."
     echo
     echo "| server | keep-alive req/s | close req/s | RSS MB |"
@@ -314,10 +333,20 @@ main() {
     local name
     prepare
     versions
+    # Every server is started first and stays up (idle servers cost nothing); the rounds
+    # then interleave them, so a burst of noise on this shared machine hits all of them
+    # alike instead of whichever happened to run then. Figures are medians over rounds.
     for name in $SERVERS; do
         start_server "$name"
-        bench_server "$name"
-        stop_server "$name"
+    done
+    local round
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for name in $SERVERS; do
+            bench_round "$name" "$round"
+        done
+    done
+    for name in $SERVERS; do
+        summarize "$name"
     done
     if [[ -n $OUT ]]; then
         report | tee "$OUT"

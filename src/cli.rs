@@ -24,6 +24,13 @@ const SIGNALS_HELP: &str = "Signals to the master (serve):
   TERM, INT   graceful stop: stop accepting, finish in-flight requests, exit 0
   INT again   stop now: kill the workers
   QUIT        stop now
+  HUP         rolling reload: replace the workers one at a time, dropping nothing
+  USR2        binary upgrade: start the binary now on disk as a new master that inherits
+              the listening sockets; once its workers listen, this master drains and exits
+              (if the new one fails to come up, this one keeps serving)
+
+Under systemd: Type=notify (READY=1, RELOADING=1, STOPPING=1, MAINPID= on upgrade) and
+socket activation (LISTEN_FDS) are supported; see scripts/herd.service.
 
 Logs go to stderr; set RUST_LOG (error, warn, info, debug) to change the level (default info).";
 
@@ -63,6 +70,24 @@ pub struct ServeArgs {
     /// What the workers answer.
     #[arg(long, value_enum, default_value_t = App::Hello)]
     app: App,
+    /// Write the master's pid here (a binary upgrade's new master rewrites it).
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<std::path::PathBuf>,
+    /// Give up (stop, exit 1) after more than N worker restarts within --restart-window.
+    #[arg(long, value_name = "N")]
+    max_restarts: Option<u32>,
+    /// The window --max-restarts counts restarts in, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    restart_window: f64,
+    /// Replace (gracefully) a worker whose resident memory goes over MB megabytes.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    max_worker_rss: Option<u64>,
+    /// Run the workers as this user (the master keeps its privileges to bind).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Run the workers in this group [default: the user's primary group]. Needs --user.
+    #[arg(long, value_name = "NAME", requires = "user")]
+    group: Option<String>,
 }
 
 /// Parses the command line and runs it; the process's exit code.
@@ -81,6 +106,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("herd: --shutdown-timeout must be a number of seconds >= 0");
         return ExitCode::from(2);
     }
+    if !(args.restart_window.is_finite() && args.restart_window > 0.0) {
+        eprintln!("herd: --restart-window must be a number of seconds > 0");
+        return ExitCode::from(2);
+    }
     let mut cluster = Cluster::new()
         .policy(args.policy)
         .shutdown_timeout(Duration::from_secs_f64(args.shutdown_timeout))
@@ -90,6 +119,21 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     for addr in &args.listen {
         cluster = cluster.listen(addr.clone());
+    }
+    if let Some(path) = args.pid_file {
+        cluster = cluster.pid_file(path);
+    }
+    if let Some(n) = args.max_restarts {
+        cluster = cluster.max_restarts(n, Duration::from_secs_f64(args.restart_window));
+    }
+    if let Some(mb) = args.max_worker_rss {
+        cluster = cluster.max_worker_rss(mb << 20);
+    }
+    if let Some(user) = args.user {
+        cluster = cluster.user(user);
+    }
+    if let Some(group) = args.group {
+        cluster = cluster.group(group);
     }
     let handler = args.app.handler();
     let addrs = args.listen.clone();

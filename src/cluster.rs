@@ -108,6 +108,7 @@ pub struct Control {
     pub(crate) workers: Vec<WorkerId>,
     pub(crate) outgoing: Vec<(Option<WorkerId>, Vec<u8>)>,
     pub(crate) shutdown: bool,
+    pub(crate) reload: bool,
 }
 
 impl Control {
@@ -129,6 +130,12 @@ impl Control {
     /// Starts a graceful stop, as SIGTERM would.
     pub fn shutdown(&mut self) {
         self.shutdown = true;
+    }
+
+    /// Starts a rolling reload, as SIGHUP would: each worker in turn is replaced by a fresh
+    /// one, which takes connections before the old one drains and exits.
+    pub fn reload(&mut self) {
+        self.reload = true;
     }
 }
 
@@ -155,6 +162,7 @@ pub struct Cluster {
     pub(crate) handoff_batch: usize,
     pub(crate) on_event: Option<EventCallback>,
     pub(crate) setup: Option<WorkerSetup>,
+    pub(crate) ops: crate::master::OpsOptions,
 }
 
 impl Default for Cluster {
@@ -174,6 +182,7 @@ impl Cluster {
             handoff_batch: crate::channel::MAX_FDS_PER_HANDOFF,
             on_event: None,
             setup: None,
+            ops: crate::master::OpsOptions::default(),
         }
     }
 
@@ -221,6 +230,42 @@ impl Cluster {
     /// An error ends that worker (exit code 1); the master respawns it with back-off.
     pub fn worker(mut self, f: impl FnMut(&mut Worker) -> io::Result<()> + 'static) -> Self {
         self.setup = Some(Box::new(f));
+        self
+    }
+
+    /// Writes the master's pid to `path` once it runs (a binary upgrade's new master
+    /// rewrites it when it takes over); removed at exit if it still names this master.
+    pub fn pid_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ops.pid_file = Some(path.into());
+        self
+    }
+
+    /// Gives up (the master stops and [`run`](Cluster::run) returns an error) when workers
+    /// had to be restarted more than `max` times within `window`. Without it, crashing
+    /// workers are respawned forever, with back-off.
+    pub fn max_restarts(mut self, max: u32, window: Duration) -> Self {
+        self.ops.max_restarts = Some((max, window));
+        self
+    }
+
+    /// Replaces a worker gracefully (as a one-worker reload) when its resident memory goes
+    /// over `bytes`; checked once a second.
+    pub fn max_worker_rss(mut self, bytes: u64) -> Self {
+        self.ops.max_worker_rss = Some(bytes);
+        self
+    }
+
+    /// Workers switch to this user (and its groups) right after the fork, before serving;
+    /// the master keeps its own privileges to bind. A worker that cannot switch exits with
+    /// [`crate::worker::EXIT_CONFIG`] and the master stops with an error.
+    pub fn user(mut self, name: impl Into<String>) -> Self {
+        self.ops.user = Some(name.into());
+        self
+    }
+
+    /// The group workers switch to (default: the `user`'s primary group). Needs `user`.
+    pub fn group(mut self, name: impl Into<String>) -> Self {
+        self.ops.group = Some(name.into());
         self
     }
 

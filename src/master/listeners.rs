@@ -6,6 +6,11 @@
 //! rule. The key is the address as requested, so every worker asking for `127.0.0.1:0` shares
 //! one socket on one ephemeral port. Each listener keeps the workers that asked for it, in
 //! the order they asked, which is the rotation order of round-robin.
+//!
+//! Sockets inherited at start (systemd socket activation, or herd's binary upgrade) wait in
+//! a pool until an address asks for them: a listener is taken from the pool when the
+//! address it was requested as (passed by a herd upgrade) or the address it is bound to
+//! equals the requested address; only otherwise is a new socket bound.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -36,6 +41,8 @@ pub struct Listener {
 #[derive(Default)]
 pub struct Listeners {
     list: Vec<Listener>,
+    /// Inherited sockets no address has asked for yet.
+    inherited: Vec<super::systemd::Inherited>,
 }
 
 /// Parses `host:port` (a literal IP, or a name such as `localhost`) into one socket address.
@@ -83,9 +90,22 @@ impl Listeners {
         if self.list.len() > u16::MAX as usize {
             return Err(io::Error::other("too many listeners"));
         }
-        // mio binds non-blocking and close-on-exec with SO_REUSEADDR, backlog 1024.
-        let socket = TcpListener::bind(requested)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}")))?;
+        let socket = match self.take_inherited(requested) {
+            Some(inherited) => {
+                log::info!(
+                    "using inherited fd {} ({}) for {requested}",
+                    inherited.fd,
+                    inherited.local
+                );
+                TcpListener::from_std(inherited.socket)
+            }
+            // mio binds non-blocking and close-on-exec with SO_REUSEADDR, backlog 1024.
+            None => TcpListener::bind(requested).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {requested}: {e}"))
+            })?,
+        };
+        // Inherited sockets too: the option is per socket, and a unit file's socket (or an
+        // older herd's) may lack it.
         defer_accept(&socket);
         let local = socket.local_addr()?;
         self.list.push(Listener {
@@ -97,6 +117,34 @@ impl Listeners {
             ready: false,
         });
         Ok(((self.list.len() - 1) as ListenerId, true))
+    }
+
+    /// Keeps inherited sockets for the addresses that will ask for them.
+    pub fn set_inherited(&mut self, inherited: Vec<super::systemd::Inherited>) {
+        self.inherited = inherited;
+    }
+
+    /// The inherited sockets no address has asked for.
+    pub fn unclaimed(&self) -> impl Iterator<Item = &super::systemd::Inherited> {
+        self.inherited.iter()
+    }
+
+    fn take_inherited(&mut self, requested: SocketAddr) -> Option<super::systemd::Inherited> {
+        let i = self
+            .inherited
+            .iter()
+            .position(|s| s.requested == Some(requested))
+            .or_else(|| self.inherited.iter().position(|s| s.local == requested))?;
+        Some(self.inherited.remove(i))
+    }
+
+    /// `(fd, requested address)` of every open listener, in id order (what a binary
+    /// upgrade passes on).
+    pub fn open(&self) -> Vec<(RawFd, SocketAddr)> {
+        self.list
+            .iter()
+            .filter_map(|l| l.socket.as_ref().map(|s| (s.as_raw_fd(), l.requested)))
+            .collect()
     }
 
     /// The listener with this id.
@@ -126,6 +174,7 @@ impl Listeners {
         self.list
             .iter()
             .filter_map(|l| l.socket.as_ref().map(|s| s.as_raw_fd()))
+            .chain(self.inherited.iter().map(|s| s.socket.as_raw_fd()))
             .collect()
     }
 }

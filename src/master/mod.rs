@@ -10,6 +10,8 @@
 //! * **signals** ([`signals`]): SIGCHLD reaps, recovers the connections a dead worker never
 //!   read ([`handoff`]) and schedules respawns ([`supervisor`]),
 //!   SIGTERM/SIGINT start a graceful stop, a second SIGINT stops at once.
+//!   SIGHUP starts a rolling reload and SIGUSR2 a binary upgrade (`ops`, `reload`,
+//!   `upgrade`).
 //!
 //! A graceful stop accepts what is already waiting in the kernel's queue, closes the
 //! listeners, sends every worker `Drain` behind the connections already dispatched to it, and
@@ -17,11 +19,19 @@
 
 mod handoff;
 mod listeners;
+mod ops;
+mod reload;
+mod restarts;
 mod signals;
 mod supervisor;
+mod systemd;
+mod upgrade;
 
 pub use handoff::{Accepted, Link};
+pub use ops::{OpsOptions, OpsStatus};
+pub use reload::ReloadStatus;
 pub use supervisor::{thread_count, BACKOFF_MAX, BACKOFF_START, STABLE_AFTER};
+pub use upgrade::UpgradeStatus;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -118,12 +128,16 @@ pub struct Master {
     dirty: Vec<usize>,
     /// Receive buffer for worker packets (the largest is a 64 KiB user message).
     recv_buf: Vec<u8>,
+    /// Reload, upgrade, restart limit, systemd, privileges ([`ops`]).
+    ops: ops::Ops,
 }
 
 impl Master {
     /// Sets up the master: the poll, the signal pipe, the pre-bound listeners.
     pub fn new(cluster: Cluster) -> io::Result<Master> {
         raise_fd_limit();
+        let ops = ops::Ops::new(cluster.ops)?;
+        let inherited = systemd::inherited_listeners()?;
         let poll = Poll::new()?;
         let signals = signals::Signals::install()?;
         let sfd = signals.fd();
@@ -150,10 +164,16 @@ impl Master {
             last_fd_warning: None,
             dirty: Vec::new(),
             recv_buf: vec![0; MAX_MESSAGE + 64],
+            ops,
         };
+        if let Some(first) = master.ops.upgrade.first_id {
+            master.next_id = first;
+        }
+        master.listeners.set_inherited(inherited);
         for addr in &cluster.listen {
             master.listen(addr)?;
         }
+        master.check_inherited(!cluster.listen.is_empty())?;
         Ok(master)
     }
 
@@ -181,6 +201,7 @@ impl Master {
             self.slots.len(),
             self.policy
         );
+        self.ops_started()?;
         for slot in 0..self.slots.len() {
             self.spawn(slot)?;
         }
@@ -195,6 +216,7 @@ impl Master {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals()?,
+                    upgrade::READY_PIPE => self.on_ready_pipe(),
                     Token(t) if t >= WORKER_BASE => {
                         let key = t - WORKER_BASE;
                         if self.workers.contains(key) {
@@ -215,14 +237,17 @@ impl Master {
             self.accept_ready();
             self.flush();
             self.timers()?;
+            self.ops_tick();
+            self.flush();
             if let Phase::Stopping { .. } = self.phase {
                 if self.workers.is_empty() {
                     log::info!("master: all workers gone, exiting");
-                    return Ok(if self.forced {
+                    let how = if self.forced {
                         Shutdown::Forced
                     } else {
                         Shutdown::Graceful
-                    });
+                    };
+                    return self.ops_exit(how);
                 }
             }
         }
@@ -237,6 +262,7 @@ impl Master {
         }
         let mut deadlines: Vec<Instant> = self.slots.iter().filter_map(|s| s.respawn_at).collect();
         deadlines.extend(self.accept_paused_until);
+        deadlines.extend(self.ops_deadline());
         if let Phase::Stopping { deadline } = self.phase {
             deadlines.push(deadline);
         }
@@ -279,8 +305,8 @@ impl Master {
 
     // ---- supervision -------------------------------------------------------------------
 
-    /// Forks a worker into `slot`.
-    fn spawn(&mut self, slot: usize) -> io::Result<()> {
+    /// Forks a worker into `slot`; returns its key.
+    fn spawn(&mut self, slot: usize) -> io::Result<usize> {
         let id = self.next_id;
         self.next_id += 1;
         let (master_end, worker_end) = Channel::pair()?;
@@ -296,6 +322,8 @@ impl Master {
         close.extend(self.signals.fds());
         close.extend(self.listeners.fds());
         close.extend(self.workers.iter().flat_map(|(_, w)| w.link.fds()));
+        close.extend(self.ops.fds());
+        let credentials = self.ops.credentials.as_ref();
         let master_pid = nix::unistd::getpid();
         let setup = &mut self.setup;
         // INVARIANT: the master is single-threaded here (fork_worker checks it). The child
@@ -307,6 +335,7 @@ impl Master {
                 master_pid,
                 close: &close,
                 setup: &mut **setup,
+                credentials,
             })
         })?;
         // `child_end` moved into the closure and was dropped (closed) here in the parent.
@@ -332,7 +361,7 @@ impl Master {
             worker: id,
             pid: pid.as_raw(),
         });
-        Ok(())
+        Ok(key)
     }
 
     fn on_signals(&mut self) -> io::Result<()> {
@@ -353,6 +382,8 @@ impl Master {
                     self.stop();
                     self.kill_all();
                 }
+                Signal::SIGHUP => self.request_reload("SIGHUP"),
+                Signal::SIGUSR2 => self.start_upgrade(),
                 other => log::info!("master: {other} ignored"),
             }
         }
@@ -369,6 +400,7 @@ impl Master {
                 .find(|(_, w)| w.pid == pid)
                 .map(|(k, _)| k)
             else {
+                self.upgrade_child_exited(pid, status);
                 continue;
             };
             // Read what the worker said before it died, then take back what it never read.
@@ -380,6 +412,9 @@ impl Master {
                 worker: w.id,
                 status,
             });
+            if self.ops_worker_exited(key, &w, status) {
+                continue;
+            }
             let slot = &mut self.slots[w.slot];
             if slot.worker == Some(key) {
                 slot.worker = None;
@@ -392,6 +427,7 @@ impl Master {
                             w.started.elapsed()
                         );
                     }
+                    self.ops_restart_scheduled(&w);
                 }
             }
         }
@@ -434,6 +470,7 @@ impl Master {
         self.phase = Phase::Stopping {
             deadline: Instant::now() + self.shutdown_timeout,
         };
+        self.ops_stopping();
         for slot in &mut self.slots {
             slot.respawn_at = None;
         }
@@ -738,6 +775,9 @@ impl Master {
                     self.dirty.push(key);
                 }
             }
+        }
+        if control.reload {
+            self.request_reload("Control::reload");
         }
         if control.shutdown && self.phase == Phase::Running {
             self.stop();

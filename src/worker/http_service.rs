@@ -38,7 +38,13 @@ pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a lingering close waits for the client's EOF.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-/// While draining, how long a connection that has sent nothing yet gets to send its request.
+/// While draining, how long a connection that has sent nothing yet gets to send its request,
+/// and how long an idle keep-alive connection stays open after the drain began. Closing an
+/// idle keep-alive connection races with a client sending its next request on it (the
+/// request is lost to a reset, and the client cannot tell whether it was processed); so a
+/// draining worker answers that next request with `Connection: close` instead, and closes a
+/// connection that stays silent only after this grace. A client that sends within it never
+/// sees the race.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// The most one `read` takes from a socket.
 const READ_CHUNK: usize = 16 * 1024;
@@ -94,6 +100,8 @@ pub struct HttpService<H: Handler> {
     /// and no buffer is zeroed per read.
     scratch: Box<[u8]>,
     draining: bool,
+    /// When the drain began (the idle keep-alive grace counts from it).
+    drain_started: Option<Instant>,
 }
 
 impl<H: Handler> HttpService<H> {
@@ -105,6 +113,7 @@ impl<H: Handler> HttpService<H> {
             conns: Slab::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             draining: false,
+            drain_started: None,
         }
     }
 
@@ -277,7 +286,9 @@ impl Conn {
     }
 
     /// The timeout rules; `Some(true)` asks for a 408, `Some(false)` for a silent close.
-    fn expired(&self, now: Instant, draining: bool) -> Option<bool> {
+    /// `drain_started` is set while the worker drains.
+    fn expired(&self, now: Instant, drain_started: Option<Instant>) -> Option<bool> {
+        let draining = drain_started.is_some();
         match self.phase {
             Phase::Lingering => {
                 (now.duration_since(self.last_progress) > LINGER_TIMEOUT).then_some(false)
@@ -301,12 +312,14 @@ impl Conn {
                     return (now.duration_since(self.opened) > limit).then_some(!draining);
                 }
                 // Between keep-alive requests.
-                let limit = if draining {
-                    Duration::ZERO
-                } else {
-                    KEEP_ALIVE_TIMEOUT
-                };
-                (now.duration_since(self.last_progress) >= limit).then_some(false)
+                match drain_started {
+                    Some(started) => {
+                        let idle_since = self.last_progress.max(started);
+                        (now.duration_since(idle_since) >= DRAIN_GRACE).then_some(false)
+                    }
+                    None => (now.duration_since(self.last_progress) >= KEEP_ALIVE_TIMEOUT)
+                        .then_some(false),
+                }
             }
         }
     }
@@ -344,11 +357,11 @@ impl<H: Handler> Service for HttpService<H> {
 
     fn tick(&mut self, cx: &mut Context<'_>) {
         let now = cx.now;
-        let draining = self.draining;
+        let drain_started = self.drain_started;
         let expired: Vec<(usize, bool)> = self
             .conns
             .iter()
-            .filter_map(|(key, c)| c.expired(now, draining).map(|answer| (key, answer)))
+            .filter_map(|(key, c)| c.expired(now, drain_started).map(|answer| (key, answer)))
             .collect();
         for (key, answer) in expired {
             let conn = &mut self.conns[key];
@@ -368,17 +381,11 @@ impl<H: Handler> Service for HttpService<H> {
 
     fn drain(&mut self, cx: &mut Context<'_>) {
         self.draining = true;
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            let conn = &mut self.conns[key];
+        self.drain_started = Some(cx.now);
+        // Every connection closes at its next request boundary: the response in progress,
+        // or the next one, says `Connection: close`. Idle ones get `DRAIN_GRACE` (`tick`).
+        for (_, conn) in self.conns.iter_mut() {
             conn.session.close_after_current();
-            let idle = conn.phase == Phase::Open
-                && conn.request_started.is_none()
-                && conn.written == conn.out.len()
-                && conn.session.requests() > 0;
-            if idle {
-                self.close(cx, key);
-            }
         }
     }
 

@@ -15,9 +15,11 @@
 //!    exits once the last one is gone; the channel closing (the master died) exits at once.
 
 mod http_service;
+mod privileges;
 mod service;
 
 pub use http_service::{HttpService, KEEP_ALIVE_TIMEOUT, REQUEST_TIMEOUT, WRITE_TIMEOUT};
+pub use privileges::{Credentials, EXIT_CONFIG};
 pub use service::{Context, Counters, Service};
 
 use std::collections::HashMap;
@@ -445,6 +447,8 @@ pub(crate) struct ChildStart<'a> {
     pub close: &'a [RawFd],
     /// The user's worker setup.
     pub setup: &'a mut dyn FnMut(&mut Worker) -> io::Result<()>,
+    /// Who to become before serving (`--user`), if anyone.
+    pub credentials: Option<&'a Credentials>,
 }
 
 /// Runs a worker in a freshly forked child; never returns.
@@ -474,6 +478,14 @@ pub(crate) fn run_child(start: ChildStart<'_>) -> ! {
         // Rust object in this process will touch them (the master's state is never dropped
         // here: the child leaves through `process::exit`).
         unsafe { libc::close(fd) };
+    }
+    // Before anything runs that a client can reach; and before PDEATHSIG, which the kernel
+    // clears whenever the credentials change.
+    if let Some(credentials) = start.credentials {
+        if let Err(e) = credentials.apply() {
+            log::error!("worker {}: {e}; refusing to serve as root", start.id);
+            std::process::exit(EXIT_CONFIG);
+        }
     }
     // The backstop for a master that dies without closing the channel cleanly (it always
     // closes, even on SIGKILL, but a worker stuck in a handler would not notice).

@@ -1,0 +1,173 @@
+//! The service manager's two protocols: readiness notification and socket activation.
+//!
+//! * **`sd_notify`**: with `Type=notify`, systemd passes `$NOTIFY_SOCKET`, the path of a Unix
+//!   datagram socket (a leading `@` means the abstract namespace), and waits for a datagram
+//!   `READY=1` before it considers the service started. herd sends `READY=1` once every
+//!   worker listens, `RELOADING=1` … `READY=1` around a rolling reload, `STOPPING=1` when a
+//!   graceful stop begins, and `MAINPID=<pid>` when a binary upgrade hands over to a new
+//!   master. One datagram per notification from a fresh unbound socket, as libsystemd does;
+//!   no crate needed. Without `$NOTIFY_SOCKET` every call is a no-op.
+//! * **socket activation**: systemd (or herd's own binary upgrade, see [`super::upgrade`])
+//!   starts the process with listening sockets already open at fds 3, 4, …, `$LISTEN_FDS` of
+//!   them, and `$LISTEN_PID` set to the pid they are meant for. A process whose pid differs
+//!   ignores them (they were inherited by accident, say by a child of the intended process).
+//!   [`inherited_listeners`] takes them over, marks them close-on-exec and removes the
+//!   variables so that nothing herd starts later sees them again.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+
+/// The first inherited fd, per the protocol (after stdin, stdout, stderr).
+pub const LISTEN_FDS_START: RawFd = 3;
+/// herd's own addition to the protocol: the addresses the fds were requested as, comma
+/// separated in fd order (a binary upgrade passes `127.0.0.1:0` for a listener that the
+/// first master bound to an ephemeral port; getsockname alone could not match that).
+pub const REQUESTED_ENV: &str = "HERD_LISTEN_REQUESTED";
+
+/// Sends one notification (`KEY=VALUE` lines) to the service manager, if there is one.
+/// Failures are logged, never fatal: a service manager that went away is not herd's problem.
+pub fn notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> io::Result<()> {
+        let socket = UnixDatagram::unbound()?;
+        let path = path.as_encoded_bytes();
+        if let Some(name) = path.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(state.as_bytes(), &addr)?;
+        } else {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+            socket.send_to(state.as_bytes(), path)?;
+        }
+        Ok(())
+    })();
+    match sent {
+        Ok(()) => log::debug!("sd_notify: {}", state.replace('\n', " ")),
+        Err(e) => log::warn!("sd_notify {}: {e}", state.replace('\n', " ")),
+    }
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+/// `RELOADING=1` with the monotonic timestamp systemd ≥ 253 asks for (`Type=notify-reload`);
+/// older versions ignore the extra field.
+pub fn notify_reloading() {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+    notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+}
+
+/// A listening socket the process inherited.
+pub struct Inherited {
+    /// The fd number it arrived as (for messages).
+    pub fd: RawFd,
+    /// The socket, now close-on-exec and non-blocking.
+    pub socket: std::net::TcpListener,
+    /// The address it is bound to (getsockname).
+    pub local: SocketAddr,
+    /// The address it was requested as, if the passer said ([`REQUESTED_ENV`]).
+    pub requested: Option<SocketAddr>,
+}
+
+/// Takes over the listening sockets passed by `$LISTEN_FDS` (if `$LISTEN_PID` is this
+/// process). An fd that is not a listening TCP socket is an error: the unit file or the
+/// passer is wrong, and serving on something else would be worse than stopping.
+pub fn inherited_listeners() -> io::Result<Vec<Inherited>> {
+    let (Some(pid), Some(count)) = (
+        std::env::var_os("LISTEN_PID"),
+        std::env::var_os("LISTEN_FDS"),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let requested = std::env::var(REQUESTED_ENV).unwrap_or_default();
+    if pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
+        log::debug!("LISTEN_FDS is for pid {pid:?}, not this process: ignored");
+        return Ok(Vec::new());
+    }
+    // Ours: nothing started later (a worker's child, the next upgrade) may see these.
+    // The master is single-threaded here, so changing the environment is sound.
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", REQUESTED_ENV] {
+        std::env::remove_var(var);
+    }
+    let count: RawFd = count
+        .to_str()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c| (0..=1024).contains(&c))
+        .ok_or_else(|| io::Error::other(format!("LISTEN_FDS={count:?} is not a count")))?;
+    let mut requested = requested.split(',').map(|a| a.parse::<SocketAddr>().ok());
+    let mut out = Vec::new();
+    for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
+        let socket = adopt(fd)?;
+        let local = socket.local_addr()?;
+        out.push(Inherited {
+            fd,
+            socket,
+            local,
+            requested: requested.next().flatten(),
+        });
+    }
+    Ok(out)
+}
+
+/// Checks that `fd` is a listening TCP socket and takes ownership of it.
+fn adopt(fd: RawFd) -> io::Result<std::net::TcpListener> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    let not_listener = |why: String| {
+        io::Error::other(format!(
+            "inherited fd {fd} is not a listening TCP socket: {why}"
+        ))
+    };
+    // A LISTEN_FDS that counts fds which are not open: wrapping one would close it twice.
+    // SAFETY: F_GETFD only reads the fd's flags.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(not_listener(io::Error::last_os_error().to_string()));
+    }
+    // SAFETY: the protocol hands this process fds LISTEN_FDS_START.. to own; nothing else in
+    // the process has wrapped them (this runs once, before any listener is opened), and the
+    // fd is open (checked above).
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let kind = getsockopt(&owned, sockopt::SockType).map_err(|e| not_listener(e.to_string()))?;
+    let listening =
+        getsockopt(&owned, sockopt::AcceptConn).map_err(|e| not_listener(e.to_string()))?;
+    if kind != nix::sys::socket::SockType::Stream || !listening {
+        return Err(not_listener(format!(
+            "type {kind:?}, listening {listening}"
+        )));
+    }
+    let socket = std::net::TcpListener::from(owned);
+    socket
+        .local_addr()
+        .map_err(|e| not_listener(e.to_string()))?;
+    socket.set_nonblocking(true)?;
+    set_cloexec(socket.as_raw_fd(), true)?;
+    Ok(socket)
+}
+
+/// Sets or clears `FD_CLOEXEC` on `fd`.
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on an fd the caller owns change only its flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = if on {
+            flags | libc::FD_CLOEXEC
+        } else {
+            flags & !libc::FD_CLOEXEC
+        };
+        if libc::fcntl(fd, libc::F_SETFD, flags) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
