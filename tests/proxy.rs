@@ -150,8 +150,7 @@ fn read_body(r: &mut impl BufRead, head: &[String], mut sink: impl FnMut(&[u8]))
 /// A keep-alive server answering every request with its name, then the request head it
 /// received (so tests can check what the proxy forwarded).
 fn named(name: &'static str) -> TestServer {
-    // A fn pointer cannot capture the name: it travels in the listener's port… so pick the
-    // server by the name through a small table of fns.
+    // `TestServer::start` takes a fn pointer, which cannot capture `name`: one closure per name.
     fn serve(mut r: BufReader<TcpStream>, name: &str) {
         while let Some(head) = read_head(&mut r) {
             read_body(&mut r, &head, |_| {});
