@@ -18,6 +18,8 @@
 #
 # Environment:
 #   SERVERS      servers to run, space-separated (default "herd node nginx")
+#   PROXY=1      reverse proxies instead: SERVERS defaults to "herd_proxy nginx_proxy
+#                node_proxy", each in front of the same three one-worker nginx backends
 #   DURATION     seconds per wrk run (default 10)
 #   WORKERS      workers per server (default 2)
 #   CONNECTIONS  wrk connections (default 64)
@@ -40,6 +42,9 @@ PEERS_DIR=$SCRIPT_DIR/peers
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
+if [[ ${PROXY:-0} == 1 ]]; then
+    SERVERS=${SERVERS:-herd_proxy nginx_proxy node_proxy}
+fi
 SERVERS=${SERVERS:-herd node nginx}
 DURATION=${DURATION:-10}
 WORKERS=${WORKERS:-2}
@@ -161,6 +166,63 @@ start_nginx() {
 # nginx with `listen ... deferred` (TCP_DEFER_ACCEPT), which herd's listeners always use.
 start_nginx_deferred() { start_nginx "$1" deferred; }
 
+# ------------------------------------------------ reverse proxies (issue 4) ----
+# herd_proxy, nginx_proxy, node_proxy: each forwards to the same three nginx backends
+# (one worker each, `return 200 'hello world'`), started once, before the first proxy,
+# and left running for every proxy in the run. PROXY=1 selects these three servers.
+
+BACKEND_URLS=()
+
+start_backends() {
+    ((${#BACKEND_URLS[@]} == 0)) || return 0
+    local i name port
+    for i in 0 1 2; do
+        name=backend$i
+        WORKERS=1 start_nginx "$name"
+        wait_port "$name" "${SERVER_PORT[$name]}" 30
+        check_hello "${SERVER_PORT[$name]}"
+        BACKEND_URLS+=("http://127.0.0.1:${SERVER_PORT[$name]}")
+    done
+    log "backends: ${BACKEND_URLS[*]}"
+}
+
+start_herd_proxy() {
+    local name=$1 url targets=()
+    start_backends
+    for url in "${BACKEND_URLS[@]}"; do targets+=(--target "$url"); done
+    RUST_LOG=${RUST_LOG:-info} launch "$name" "$WORK_DIR/$name.log" \
+        "$HERD_BIN" proxy --listen 127.0.0.1:0 --workers "$WORKERS" "${targets[@]}"
+    SERVER_PORT[$name]=$(wait_log_port "$name" 'listening on 127\.0\.0\.1:[0-9]+' 30)
+}
+
+start_nginx_proxy() {
+    local name=$1 port prefix url upstreams=""
+    start_backends
+    for url in "${BACKEND_URLS[@]}"; do upstreams+="        server ${url#http://};\n"; done
+    port=$(free_port)
+    prefix=$WORK_DIR/$name
+    mkdir -p "$prefix"
+    sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$prefix|g" \
+        -e "s|@UPSTREAMS@|$upstreams|" "$PEERS_DIR/nginx-proxy.conf.template" >"$prefix/nginx.conf"
+    launch "$name" "$WORK_DIR/$name.log" \
+        "$NGINX_BIN" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log"
+    SERVER_PORT[$name]=$port
+}
+
+# The seed's node-http-proxy program (one process: the seed has no workers).
+start_node_proxy() {
+    local name=$1 port
+    { have node && have npm; } || die "node_proxy needs node and npm"
+    if [[ ! -d $PEERS_DIR/node_modules/http-proxy ]]; then
+        log "installing http-proxy (npm ci in $PEERS_DIR)"
+        (cd "$PEERS_DIR" && npm ci --no-audit --no-fund >&2)
+    fi
+    start_backends
+    port=$(free_port)
+    PORT=$port launch "$name" "$WORK_DIR/$name.log" node "$PEERS_DIR/node-http-proxy.js" "${BACKEND_URLS[@]}"
+    SERVER_PORT[$name]=$port
+}
+
 start_server() {
     local name=$1
     declare -F "start_$name" >/dev/null || die "unknown server '$name' (no start_$name function)"
@@ -232,15 +294,21 @@ report() {
     for name in $SERVERS; do
         printf '| %s | %.0f | %.0f | %s |\n' "$name" "${RPS_KA[$name]}" "${RPS_CLOSE[$name]}" "${RSS_MB[$name]}"
     done
-    if [[ -n ${RPS_KA[herd]:-} ]]; then
-        echo
-        for peer in nginx node; do
+    local ours printed=0
+    for ours in herd herd_proxy; do
+        [[ -n ${RPS_KA[$ours]:-} ]] || continue
+        for peer in nginx node nginx_proxy node_proxy; do
             [[ -n ${RPS_KA[$peer]:-} ]] || continue
-            echo "herd/$peer: keep-alive $(ratio "${RPS_KA[herd]}" "${RPS_KA[$peer]}")," \
-                "close $(ratio "${RPS_CLOSE[herd]}" "${RPS_CLOSE[$peer]}")," \
-                "RSS $(ratio "${RSS_MB[herd]}" "${RSS_MB[$peer]}")"
+            # Proxies are compared with proxies, servers with servers.
+            [[ $ours == *_proxy ]] && [[ $peer != *_proxy ]] && continue
+            [[ $ours != *_proxy ]] && [[ $peer == *_proxy ]] && continue
+            ((printed)) || echo
+            printed=1
+            echo "$ours/$peer: keep-alive $(ratio "${RPS_KA[$ours]}" "${RPS_KA[$peer]}")," \
+                "close $(ratio "${RPS_CLOSE[$ours]}" "${RPS_CLOSE[$peer]}")," \
+                "RSS $(ratio "${RSS_MB[$ours]}" "${RSS_MB[$peer]}")"
         done
-    fi
+    done
     local noted=0
     for name in $SERVERS; do
         [[ -n ${NOTES[$name]:-} ]] || continue
@@ -252,7 +320,7 @@ report() {
 
 versions() {
     local v=()
-    wants node && v+=("node $(node --version)")
+    { wants node || wants node_proxy; } && v+=("node $(node --version)")
     wants_kind nginx && v+=("$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/|nginx |')")
     # wrk --version exits 1 after printing.
     v+=("$( (wrk --version 2>&1 || true) | awk 'NR == 1 { print "wrk " $2 }')")

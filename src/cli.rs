@@ -1,4 +1,4 @@
-//! The `herd` command line: `herd serve`, `herd load`, `herd bench`.
+//! The `herd` command line: `herd serve`, `herd proxy`, `herd load`, `herd bench`.
 //!
 //! The binary is a thin user of the library: `serve` builds a [`Cluster`] from the flags.
 
@@ -42,6 +42,8 @@ enum Command {
     Load(crate::load::LoadArgs),
     /// Compare the scheduling policies: start herd under each, drive workloads, report.
     Bench(crate::bench::BenchArgs),
+    /// Run a reverse proxy on the cluster: each request goes to the next --target.
+    Proxy(crate::proxy::command::ProxyArgs),
 }
 
 /// Flags of `herd serve`.
@@ -110,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Load(args) => crate::load::main(args),
         Command::Bench(args) => crate::bench::main(args),
+        Command::Proxy(args) => crate::proxy::command::main(args),
     }
 }
 

@@ -20,6 +20,8 @@
 //! * [`app`]: the handlers `herd serve` ships with; [`cli`]: the command line;
 //!   [`load`]: `herd load`, the load generator; [`bench`]: `herd bench`, the policies
 //!   compared.
+//! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
+//!   to the next target over pooled keep-alive connections.
 #![deny(missing_docs)]
 
 pub mod app;
@@ -31,6 +33,7 @@ pub mod http;
 pub mod load;
 pub mod master;
 pub mod policy;
+pub mod proxy;
 pub mod reuseport;
 pub mod worker;
 

@@ -85,6 +85,22 @@ impl ChunkedDecoder {
         out: &mut Vec<u8>,
         limits: &Limits,
     ) -> Result<Progress, HttpError> {
+        self.run(input, Some(out), limits)
+    }
+
+    /// Like [`ChunkedDecoder::decode`], but only finds where the body ends, copying nothing:
+    /// the reverse proxy forwards chunked bodies as they are and needs only their extent.
+    pub fn frame(&mut self, input: &[u8], limits: &Limits) -> Result<Progress, HttpError> {
+        self.run(input, None, limits)
+    }
+
+    /// The decoder proper: chunk data goes to `out` if there is one.
+    fn run(
+        &mut self,
+        input: &[u8],
+        mut out: Option<&mut Vec<u8>>,
+        limits: &Limits,
+    ) -> Result<Progress, HttpError> {
         let mut pos = 0;
         loop {
             let rest = &input[pos..];
@@ -119,7 +135,9 @@ impl ChunkedDecoder {
                         return Ok(progress);
                     }
                     let take = rest.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    out.extend_from_slice(&rest[..take]);
+                    if let Some(out) = out.as_mut() {
+                        out.extend_from_slice(&rest[..take]);
+                    }
                     pos += take;
                     let left = left - take as u64;
                     self.state = if left == 0 {

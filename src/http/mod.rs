@@ -6,6 +6,8 @@
 //! state machine ([`Session`]) that ties them together. It owns no socket, timer or event loop:
 //! the worker reads into a buffer, calls [`Session::process`] with a [`Handler`], writes out
 //! what the session produced, and applies the timeouts that [`Session::in_request`] selects.
+//! The reverse proxy reuses the head parsers ([`parse_head`], [`parse_response_head`]) and the
+//! chunked framing ([`ChunkedDecoder::frame`]) without the session.
 //!
 //! ```
 //! use herd::http::{Limits, Next, Request, Response, Session};
@@ -25,8 +27,9 @@ mod head;
 mod limits;
 mod request;
 mod response;
+mod response_head;
 mod session;
-mod syntax;
+pub(crate) mod syntax;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +40,7 @@ pub use head::{parse_head, BodyKind, Head, REQUEST_LINE_SLACK};
 pub use limits::Limits;
 pub use request::Request;
 pub use response::{reason_phrase, Response};
+pub use response_head::{parse_response_head, ResponseBody, ResponseHead};
 pub use session::{Next, Session};
 
 /// The application: turns each request into a response.

@@ -1,0 +1,102 @@
+//! [`Balance`]: which target gets the next *request* (not connection: requests on one
+//! keep-alive client connection are spread too).
+//!
+//! Each worker balances on its own, from what it alone sees (the seed program's counter
+//! `i = (i + 1) % proxies.length` lived in one process; with N workers there are N counters).
+//! Targets that passive health checks marked down are skipped.
+
+/// How a worker picks the target of each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Balance {
+    /// The next target in rotation (the seed's `i = (i + 1) % n`).
+    #[default]
+    RoundRobin,
+    /// The target with the fewest requests in flight from this worker (ties in rotation).
+    LeastConnections,
+    /// Power of two choices: the less busy of two targets picked at random.
+    P2c,
+}
+
+/// A worker's balancing state.
+#[derive(Debug)]
+pub(crate) struct Balancer {
+    balance: Balance,
+    /// Where the rotation resumes.
+    next: usize,
+    /// xorshift64 state for [`Balance::P2c`]; a worker needs cheap, not strong, randomness.
+    rng: u64,
+}
+
+impl Balancer {
+    pub fn new(balance: Balance, seed: u64) -> Balancer {
+        Balancer {
+            balance,
+            next: 0,
+            rng: seed | 1,
+        }
+    }
+
+    /// The target for the next request among those `usable` allows, given each target's
+    /// requests in flight; `None` if no target is usable.
+    pub fn pick(&mut self, in_flight: &[u32], usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let n = in_flight.len();
+        let rotation = (0..n).map(|k| (self.next + k) % n).filter(|&t| usable(t));
+        let chosen = match self.balance {
+            Balance::RoundRobin => rotation.into_iter().next(),
+            Balance::LeastConnections => rotation.min_by_key(|&t| in_flight[t]),
+            Balance::P2c => {
+                let candidates: Vec<usize> = (0..n).filter(|&t| usable(t)).collect();
+                match candidates.len() {
+                    0 => None,
+                    1 => Some(candidates[0]),
+                    len => {
+                        let a = (self.random() % len as u64) as usize;
+                        let b = (a + 1 + (self.random() % (len as u64 - 1)) as usize) % len;
+                        let (a, b) = (candidates[a], candidates[b]);
+                        Some(if in_flight[b] < in_flight[a] { b } else { a })
+                    }
+                }
+            }
+        }?;
+        self.next = (chosen + 1) % n;
+        Some(chosen)
+    }
+
+    fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_skips_unusable() {
+        let mut b = Balancer::new(Balance::RoundRobin, 1);
+        let picks: Vec<_> = (0..6).map(|_| b.pick(&[0; 3], |_| true).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        let picks: Vec<_> = (0..4)
+            .map(|_| b.pick(&[0; 3], |t| t != 1).unwrap())
+            .collect();
+        assert_eq!(picks, [0, 2, 0, 2]);
+        assert_eq!(b.pick(&[0; 3], |_| false), None);
+    }
+
+    #[test]
+    fn least_connections_and_p2c_prefer_idle() {
+        let mut b = Balancer::new(Balance::LeastConnections, 1);
+        assert_eq!(b.pick(&[3, 0, 2], |_| true), Some(1));
+        let mut b = Balancer::new(Balance::P2c, 42);
+        for _ in 0..50 {
+            // With two targets both are always compared: the idle one wins.
+            assert_eq!(b.pick(&[5, 0], |_| true), Some(1));
+            assert!(b.pick(&[1, 1, 1], |_| true).is_some());
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The client side: one [`Client`] per connection the master handed over, and the
+//! [`Exchange`] (one request and its response) it has in progress.
+//!
+//! A client connection carries one exchange at a time. Pipelined requests wait in its input
+//! buffer until the exchange before them is complete, which answers them in order without
+//! holding more than one response at a time. Each exchange borrows one upstream connection,
+//! from the pool or freshly connected, and gives it back (or closes it) at its end.
+
+use std::io;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use super::body::BodyFramer;
+use super::buffer::Buffer;
+
+/// The most one `read` takes from a socket, and the bound on each buffer's pending bytes
+/// before the proxy stops reading whatever fills it.
+pub(crate) const CHUNK: usize = 32 * 1024;
+
+/// Where a client connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading requests and forwarding exchanges.
+    Open,
+    /// `101 Switching Protocols` went out: bytes are copied both ways until a side closes.
+    Tunnel,
+    /// Done: flush the output, then close; `linger` if the client may still be sending
+    /// (closing with unread input makes the kernel reset the connection, which can destroy
+    /// the response in flight).
+    Closing { linger: bool },
+    /// Write side shut; discarding input until EOF or the linger timeout.
+    Lingering,
+}
+
+/// The response of an exchange, as far as it has come.
+#[derive(Debug)]
+pub(crate) enum ResponseState {
+    /// Waiting for the (final) response head.
+    Head,
+    /// Forwarding the body.
+    Body(BodyFramer),
+}
+
+/// One request being forwarded and its response.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    /// The target it is forwarded to (changes when it is retried).
+    pub target: usize,
+    /// The upstream connection (key in the service's upstream slab).
+    pub upstream: Option<usize>,
+    /// Targets tried so far (1, or 2 after a retry).
+    pub attempts: u8,
+    /// The rest of the request body.
+    pub request: BodyFramer,
+    pub response: ResponseState,
+    /// The request was `HEAD` (its response has no body).
+    pub is_head: bool,
+    /// The method may be sent twice (RFC 9110 §9.2.2): a request on a pooled connection
+    /// that the target closed before answering is retried only then.
+    pub idempotent: bool,
+    /// The client's HTTP minor version.
+    pub client_version: u8,
+    /// The client connection stays open after this exchange.
+    pub keep_alive: bool,
+    /// The request asked for `Connection: Upgrade`.
+    pub upgrade: bool,
+    /// The upstream connection may be reused after the response (its keep-alive).
+    pub upstream_keep_alive: bool,
+    /// The upstream connection came from the pool.
+    pub reused: bool,
+    /// Some byte of the request was written to the current upstream.
+    pub wrote_upstream: bool,
+    /// The response head went to the client: a failure now can only close the connection.
+    pub answered: bool,
+    /// When the current attempt started (the response-head timeout counts from here).
+    pub started: Instant,
+    /// Last time response bytes arrived.
+    pub last_progress: Instant,
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub stream: TcpStream,
+    /// The client's address, for `X-Forwarded-For`.
+    pub peer: IpAddr,
+    pub registered: bool,
+    /// An edge-triggered readable event has not been fully consumed.
+    pub can_read: bool,
+    /// The last event said the peer closed its side: keep reading until EOF even after a
+    /// short read (no further edge will come).
+    pub hup: bool,
+    /// The client closed its side.
+    pub eof: bool,
+    /// Request bytes read and not yet forwarded (a partial or pipelined request).
+    pub input: Buffer,
+    /// Response bytes not yet written to the client.
+    pub output: Buffer,
+    /// The current request, rewritten for the target, not yet written to it. Kept whole
+    /// while it fits, so a failed attempt can be replayed to another target.
+    pub to_upstream: Buffer,
+    pub exchange: Option<Exchange>,
+    pub phase: Phase,
+    /// When the connection arrived.
+    pub opened: Instant,
+    /// When the request head now arriving started; `None` between requests.
+    pub head_started: Option<Instant>,
+    /// Last time a read or write on the client made progress.
+    pub last_progress: Instant,
+    /// Exchanges completed.
+    pub requests: u64,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream, now: Instant) -> Client {
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        Client {
+            stream,
+            peer,
+            registered: false,
+            can_read: true,
+            hup: false,
+            eof: false,
+            input: Buffer::default(),
+            output: Buffer::default(),
+            to_upstream: Buffer::default(),
+            exchange: None,
+            phase: Phase::Open,
+            opened: now,
+            head_started: None,
+            last_progress: now,
+            requests: 0,
+        }
+    }
+
+    /// Reads once into `input` if it has room. `Ok(true)` if something happened (bytes or EOF).
+    pub fn read(&mut self, now: Instant) -> io::Result<bool> {
+        if !self.can_read || self.eof || self.input.len() >= CHUNK {
+            return Ok(false);
+        }
+        match self.input.read_from(&mut self.stream, CHUNK) {
+            Ok(0) => {
+                self.eof = true;
+                self.can_read = false;
+                Ok(true)
+            }
+            Ok(n) => {
+                // A short read emptied the socket: the next arrival is a new edge.
+                self.can_read = n == CHUNK || self.hup;
+                self.last_progress = now;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.can_read = false;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `output` once if it has bytes. `Ok(true)` on progress.
+    pub fn write(&mut self, now: Instant) -> io::Result<bool> {
+        if self.output.is_empty() {
+            return Ok(false);
+        }
+        match self.output.write_to(&mut self.stream) {
+            Ok(n) => {
+                self.last_progress = now;
+                if self.output.is_empty() {
+                    self.output.clear();
+                }
+                Ok(n > 0)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// While lingering: discards input; true once the client closed (or failed).
+    pub fn linger(&mut self) -> bool {
+        let mut sink = [0u8; 4096];
+        loop {
+            match io::Read::read(&mut self.stream, &mut sink) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Whether the connection sits between requests with nothing in flight.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Open
+            && self.exchange.is_none()
+            && self.input.is_empty()
+            && self.output.is_empty()
+    }
+}

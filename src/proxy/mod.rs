@@ -1,0 +1,78 @@
+//! `herd proxy`: a round-robin HTTP/1.1 reverse proxy running on the master-accept cluster.
+//!
+//! The seed program spread requests over three instances with node-http-proxy:
+//! `proxies[i].web(req, res); i = (i + 1) % proxies.length`. herd does the same with the
+//! cluster underneath: the master accepts every client connection and hands it to a worker
+//! (by `--policy`, as for `herd serve`); the worker parses each request, picks a target for
+//! it (by `--balance`, per request, counted per worker), and forwards it over a keep-alive
+//! connection from its own pool. The pieces, in the order a request meets them:
+//!
+//! * [`service`]: [`ProxyService`], the worker [`Service`](crate::worker::Service): owns the
+//!   client and upstream connections and drives each exchange; failures, retries, timeouts.
+//! * [`client`]: a client connection and its exchange in progress (pipelined requests wait).
+//! * [`balance`]: round-robin, least-connections or power-of-two-choices per request.
+//! * [`health`]: passive health: a failing target is skipped for a back-off interval.
+//! * [`upstream`]: connections to targets, and the per-worker pool of idle ones.
+//! * [`headers`]: hop-by-hop fields removed, `X-Forwarded-*` added, `Host` kept or changed.
+//! * [`body`]: where a streamed body ends (length, chunked, until close) as it passes.
+//! * [`buffer`]: the bounded queues every byte goes through: memory per connection is bounded
+//!   whatever the body size.
+//! * [`target`]: `--target http://IP:PORT`; [`command`]: the `herd proxy` flags.
+//!
+//! Upgrade requests (WebSocket) that the target accepts with `101` become tunnels: bytes are
+//! copied both ways until either side closes.
+//!
+//! Tokens: a worker gives each service a token range ([`Context::token`](crate::worker::Context::token));
+//! within it, a client connection's id is its slab key, an upstream connection's its slab key
+//! with bit 39 set.
+
+mod balance;
+mod body;
+mod buffer;
+mod client;
+pub mod command;
+mod headers;
+mod health;
+mod service;
+mod target;
+mod upstream;
+
+use std::time::Duration;
+
+pub use balance::Balance;
+pub use service::ProxyService;
+pub use target::Target;
+
+use crate::http::Limits;
+
+/// What every worker's [`ProxyService`] is configured with.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The servers requests are spread over, in order (target `i` in the logs).
+    pub targets: Vec<Target>,
+    /// How each request's target is picked.
+    pub balance: Balance,
+    /// How long a target has to send a response head before the client gets `504`.
+    pub upstream_timeout: Duration,
+    /// Send the target's `host:port` as `Host` instead of the client's (node-http-proxy's
+    /// `changeOrigin`).
+    pub change_origin: bool,
+    /// Head limits for requests and responses; bodies are streamed, so unlimited.
+    pub(crate) limits: Limits,
+}
+
+impl ProxyConfig {
+    /// Round-robin over `targets`, 30 s upstream timeout, `Host` kept.
+    pub fn new(targets: Vec<Target>) -> ProxyConfig {
+        ProxyConfig {
+            targets,
+            balance: Balance::RoundRobin,
+            upstream_timeout: Duration::from_secs(30),
+            change_origin: false,
+            limits: Limits {
+                max_body_bytes: usize::MAX,
+                ..Limits::default()
+            },
+        }
+    }
+}

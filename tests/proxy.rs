@@ -1,0 +1,653 @@
+//! `herd proxy` end to end: real proxy processes forwarding over TCP to real targets (`herd
+//! serve` instances, or small servers in this file for what herd serve cannot do: count
+//! connections, send garbage, close mid-response, stream large bodies, echo a WebSocket).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::*;
+
+/// `herd proxy --listen 127.0.0.1:0 --workers 1 --target …` plus `args`.
+fn proxy(targets: &[String], args: &[&str]) -> Herd {
+    let mut cmd = Command::new(herd_bin());
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--workers", "1"]);
+    for t in targets {
+        cmd.args(["--target", t]);
+    }
+    cmd.args(args);
+    Herd::start(cmd, 1)
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// What a test server saw.
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicUsize,
+    /// Connections on which the server read EOF from the proxy.
+    closed_by_peer: AtomicUsize,
+}
+
+/// A test target: a thread per connection running `serve`.
+struct TestServer {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+}
+
+impl TestServer {
+    fn start(serve: fn(BufReader<TcpStream>, &Stats)) -> TestServer {
+        Self::bind(TcpListener::bind("127.0.0.1:0").unwrap(), serve)
+    }
+
+    fn bind(listener: TcpListener, serve: fn(BufReader<TcpStream>, &Stats)) -> TestServer {
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let s = stats.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { break };
+                s.accepted.fetch_add(1, Ordering::SeqCst);
+                let s = s.clone();
+                std::thread::spawn(move || serve(BufReader::new(conn), &s));
+            }
+        });
+        TestServer { addr, stats }
+    }
+
+    fn url(&self) -> String {
+        url(self.addr)
+    }
+
+    fn accepted(&self) -> usize {
+        self.stats.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads a request head (lines up to the empty one); `None` at EOF.
+fn read_head(r: &mut BufReader<TcpStream>) -> Option<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            return Some(lines);
+        }
+        lines.push(line);
+    }
+}
+
+fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
+    head.iter().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Reads a body framed by `head` (Content-Length or chunked), passing its bytes to `sink`.
+fn read_body(r: &mut impl BufRead, head: &[String], mut sink: impl FnMut(&[u8])) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut copy = |r: &mut dyn BufRead, mut n: usize| -> bool {
+        while n > 0 {
+            let want = n.min(buf.len());
+            if r.read_exact(&mut buf[..want]).is_err() {
+                return false;
+            }
+            sink(&buf[..want]);
+            n -= want;
+        }
+        true
+    };
+    if header(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return false;
+            }
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap(), 16).unwrap();
+            if size == 0 {
+                // Trailers up to the empty line.
+                loop {
+                    let mut t = String::new();
+                    if r.read_line(&mut t).unwrap_or(0) == 0 {
+                        return false;
+                    }
+                    if t.trim_end().is_empty() {
+                        return true;
+                    }
+                }
+            }
+            if !copy(r, size) {
+                return false;
+            }
+            let mut crlf = [0u8; 2];
+            if r.read_exact(&mut crlf).is_err() {
+                return false;
+            }
+        }
+    }
+    let len = header(head, "content-length").map_or(0, |v| v.parse().unwrap());
+    copy(r, len)
+}
+
+/// A keep-alive server answering every request with its name, then the request head it
+/// received (so tests can check what the proxy forwarded).
+fn named(name: &'static str) -> TestServer {
+    // `TestServer::start` takes a fn pointer, which cannot capture `name`: one closure per name.
+    fn serve(mut r: BufReader<TcpStream>, name: &str) {
+        while let Some(head) = read_head(&mut r) {
+            read_body(&mut r, &head, |_| {});
+            let body = format!("{name}\n{}", head.join("\n"));
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if r.get_mut().write_all(resp.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+    match name {
+        "A" => TestServer::start(|r, _| serve(r, "A")),
+        "B" => TestServer::start(|r, _| serve(r, "B")),
+        "C" => TestServer::start(|r, _| serve(r, "C")),
+        _ => unreachable!(),
+    }
+}
+
+/// GET `path` on an open keep-alive connection; the response.
+fn get_on(s: &mut TcpStream, r: &mut BufReader<TcpStream>, path: &str) -> Response {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: front.test\r\n\r\n").as_bytes())
+        .unwrap();
+    read_response(r, false).expect("a response")
+}
+
+#[test]
+fn round_robin_per_request_over_pooled_connections() {
+    let servers = [named("A"), named("B"), named("C")];
+    let targets: Vec<String> = servers.iter().map(TestServer::url).collect();
+    let p = proxy(&targets, &[]);
+    let mut s = connect(p.addr);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut order = String::new();
+    for _ in 0..9 {
+        let resp = get_on(&mut s, &mut r, "/who");
+        assert_eq!(resp.status, 200);
+        order.push_str(resp.text().lines().next().unwrap());
+    }
+    // Per request, not per connection: one client connection visits every target in turn.
+    assert_eq!(order, "ABCABCABC");
+    // Keep-alive reuse: each target saw one connection for its three requests.
+    for server in &servers {
+        assert_eq!(server.accepted(), 1);
+    }
+    // A second client connection reuses the same pooled upstream connections.
+    let mut s2 = connect(p.addr);
+    let mut r2 = BufReader::new(s2.try_clone().unwrap());
+    for _ in 0..3 {
+        assert_eq!(get_on(&mut s2, &mut r2, "/who").status, 200);
+    }
+    for server in &servers {
+        assert_eq!(server.accepted(), 1);
+    }
+
+    // What the target received: the client's Host, X-Forwarded-*, no hop-by-hop fields.
+    s.write_all(
+        b"GET /h HTTP/1.1\r\nHost: front.test\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+          Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 10.1.2.3\r\nX-End: 2\r\n\r\n",
+    )
+    .unwrap();
+    let received = read_response(&mut r, false).unwrap().text();
+    let lines: Vec<&str> = received.lines().skip(1).collect();
+    assert_eq!(lines[0], "GET /h HTTP/1.1");
+    for expected in [
+        "Host: front.test",
+        "X-End: 2",
+        "X-Forwarded-For: 10.1.2.3, 127.0.0.1",
+        "X-Forwarded-Proto: http",
+        "X-Forwarded-Host: front.test",
+    ] {
+        assert!(lines.contains(&expected), "{expected} missing in {lines:?}");
+    }
+    for hop in ["Connection", "X-Hop", "Keep-Alive", "TE"] {
+        assert!(
+            !lines.iter().any(|l| l.starts_with(&format!("{hop}:"))),
+            "{hop} forwarded: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn change_origin_sends_the_targets_host() {
+    let a = named("A");
+    let p = proxy(&[a.url()], &["--change-origin"]);
+    let text = get(p.addr, "/").text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(&format!("Host: {}", a.addr).as_str()),
+        "{text}"
+    );
+    assert!(lines.contains(&"X-Forwarded-Host: test"), "{text}");
+}
+
+#[test]
+fn herd_serve_targets_pipelining_and_http_1_0() {
+    let backends = [
+        Herd::serve(1, &["--app", "bench"]),
+        Herd::serve(1, &["--app", "bench"]),
+    ];
+    let targets: Vec<String> = backends.iter().map(|b| url(b.addr)).collect();
+    let p = proxy(&targets, &["--balance", "least-connections"]);
+    let mut s = connect(p.addr);
+    s.write_all(
+        b"GET /echo/a HTTP/1.1\r\nHost: t\r\n\r\n\
+          HEAD /echo/b HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /echo/c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          POST /echo/d HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n\
+          GET /echo/e HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut bodies = Vec::new();
+    for head in [false, true, false, false, false] {
+        let resp = read_response(&mut r, head).expect("a response");
+        assert_eq!(resp.status, 200);
+        bodies.push(resp.text());
+    }
+    assert_eq!(
+        bodies,
+        [
+            "GET /echo/a ",
+            "",
+            "POST /echo/c hello",
+            "POST /echo/d abcde",
+            "GET /echo/e "
+        ]
+    );
+    assert!(
+        read_response(&mut r, false).is_none(),
+        "closed after Connection: close"
+    );
+
+    // HTTP/1.0: closes after the response unless it asked for keep-alive.
+    let all = exchange(
+        p.addr,
+        b"GET /echo/1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /echo/2 HTTP/1.0\r\n\r\n",
+    );
+    let texts: Vec<String> = all.iter().map(Response::text).collect();
+    assert_eq!(texts, ["GET /echo/1 ", "GET /echo/2 "]);
+    assert_eq!(all[0].header("connection"), Some("keep-alive"));
+    assert_eq!(all[1].header("connection"), Some("close"));
+}
+
+/// Size of the streamed bodies (the 1 GB run is in scripts/proxy-large-bodies.sh).
+const LARGE: usize = 64 << 20;
+
+/// A cheap checksum that notices reordered, lost or repeated bytes.
+fn checksum(state: &mut (u64, u64), bytes: &[u8]) {
+    for &b in bytes {
+        state.0 += 1;
+        state.1 = state
+            .1
+            .wrapping_mul(31)
+            .wrapping_add(u64::from(b) ^ (state.0 & 0xff));
+    }
+}
+
+/// The body's byte at `i`.
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// Uploads: answers `LEN SUM` of the body. Downloads (`GET /download/chunked` or
+/// `/download/length`): `LARGE` bytes of `pattern`.
+fn bulk_server() -> TestServer {
+    TestServer::start(|mut r, _| {
+        while let Some(head) = read_head(&mut r) {
+            let mut sum = (0, 0);
+            if !read_body(&mut r, &head, |b| checksum(&mut sum, b)) {
+                return;
+            }
+            let w = r.get_mut();
+            let chunked = head[0].contains("/download/chunked");
+            let ok = if head[0].starts_with("GET /download/") {
+                let header = if chunked {
+                    "Transfer-Encoding: chunked".to_string()
+                } else {
+                    format!("Content-Length: {LARGE}")
+                };
+                w.write_all(format!("HTTP/1.1 200 OK\r\n{header}\r\n\r\n").as_bytes())
+                    .is_ok()
+                    && (0..LARGE).step_by(100_000).all(|start| {
+                        let piece: Vec<u8> =
+                            (start..(start + 100_000).min(LARGE)).map(pattern).collect();
+                        let framed = if chunked {
+                            [format!("{:x}\r\n", piece.len()).as_bytes(), &piece, b"\r\n"].concat()
+                        } else {
+                            piece
+                        };
+                        w.write_all(&framed).is_ok()
+                    })
+                    && (!chunked || w.write_all(b"0\r\n\r\n").is_ok())
+            } else {
+                let body = format!("{} {}", sum.0, sum.1);
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                w.write_all(resp.as_bytes()).is_ok()
+            };
+            if !ok {
+                return;
+            }
+        }
+    })
+}
+
+/// Peak resident memory of a process (VmHWM), in KiB.
+fn peak_rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn large_bodies_stream_both_ways_with_bounded_memory() {
+    let server = bulk_server();
+    let p = proxy(&[server.url()], &[]);
+    let mut expected = (0, 0);
+    let body: Vec<u8> = (0..LARGE).map(pattern).collect();
+    checksum(&mut expected, &body);
+    let expected_text = format!("{} {}", expected.0, expected.1);
+
+    let mut s = connect(p.addr);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    // Upload, Content-Length.
+    s.write_all(
+        format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {LARGE}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    assert_eq!(read_response(&mut r, false).unwrap().text(), expected_text);
+    // Upload, chunked.
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    for piece in body.chunks(1 << 20) {
+        s.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .unwrap();
+        s.write_all(piece).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r, false).unwrap().text(), expected_text);
+    // Downloads, both framings: the proxy forwards chunks as they are.
+    for kind in ["length", "chunked"] {
+        s.write_all(format!("GET /download/{kind} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let head = {
+            let mut status = String::new();
+            r.read_line(&mut status).unwrap();
+            assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+            let mut lines = Vec::new();
+            loop {
+                let mut l = String::new();
+                r.read_line(&mut l).unwrap();
+                if l.trim_end().is_empty() {
+                    break lines;
+                }
+                lines.push(l.trim_end().to_string());
+            }
+        };
+        let mut sum = (0, 0);
+        assert!(
+            read_body(&mut r, &head, |b| checksum(&mut sum, b)),
+            "{kind}"
+        );
+        assert_eq!(sum, expected, "{kind}");
+    }
+    // 4 × 64 MB went through; the worker never held more than a few buffers of it.
+    let worker = p.live_worker_pids()[0];
+    let peak = peak_rss_kb(worker);
+    assert!(peak < 32 * 1024, "worker peak RSS {peak} kB");
+}
+
+#[test]
+fn websocket_upgrade_is_tunnelled_both_ways() {
+    let server = TestServer::start(|mut r, stats| {
+        let Some(head) = read_head(&mut r) else {
+            return;
+        };
+        assert_eq!(header(&head, "upgrade"), Some("websocket"));
+        let w = r.get_mut();
+        w.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .unwrap();
+        // Echo raw bytes until the proxy closes.
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    stats.closed_by_peer.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                Ok(n) => {
+                    if r.get_mut().write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let p = proxy(&[server.url()], &[]);
+    let mut s = connect(p.addr);
+    // The first frame rides in the same packet as the upgrade request.
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nfirst",
+    )
+    .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let head = read_head(&mut r).unwrap();
+    assert_eq!(head[0], "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(header(&head, "upgrade"), Some("websocket"));
+    assert_eq!(header(&head, "connection"), Some("Upgrade"));
+    let mut echoed = [0u8; 5];
+    r.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"first");
+    for msg in [&b"\x81\x05hello"[..], &[7u8; 100_000]] {
+        s.write_all(msg).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        r.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+    // The client closes: the proxy closes the target side too.
+    drop(r);
+    drop(s);
+    wait_until("the target to see the tunnel closed", || {
+        server.stats.closed_by_peer.load(Ordering::SeqCst) == 1
+    });
+}
+
+#[test]
+fn refused_target_is_retried_on_the_next_then_skipped_and_brought_back() {
+    // Target 0 is a closed port that comes back later on the same port.
+    let down = closed_port();
+    let b = named("B");
+    let p = proxy(&[url(down), b.url()], &[]);
+    let mut s = connect(p.addr);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for _ in 0..6 {
+        let resp = get_on(&mut s, &mut r, "/");
+        assert_eq!(resp.status, 200);
+        assert!(resp.text().starts_with('B'));
+    }
+    p.log.wait_for(&format!(
+        "proxy error: connect: Connection refused (os error 111) (target 0: {})",
+        url(down)
+    ));
+    p.log.wait_for("proxy: target 0 (");
+    assert!(p
+        .log
+        .lines()
+        .iter()
+        .any(|l| l.contains("marked down for 1s")));
+    // Marked down after two refusals: skipped without even a connect attempt.
+    let refusals = || {
+        p.log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("Connection refused"))
+            .count()
+    };
+    let before = refusals();
+    for _ in 0..4 {
+        assert_eq!(get_on(&mut s, &mut r, "/").status, 200);
+    }
+    assert!(
+        refusals() <= before + 1,
+        "a down target was tried repeatedly"
+    );
+
+    // It comes back: after its back-off, a request succeeds there and it is put back.
+    let a = TestServer::bind(TcpListener::bind(down).unwrap(), |mut r, _| {
+        while let Some(head) = read_head(&mut r) {
+            read_body(&mut r, &head, |_| {});
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nBACK");
+        }
+    });
+    wait_until("target 0 to be used again", || {
+        get_on(&mut s, &mut r, "/").text().starts_with("BACK")
+    });
+    p.log.wait_for("is back up");
+    assert!(a.accepted() >= 1);
+    // Back in the rotation: it alternates with B again.
+    let texts: Vec<String> = (0..4)
+        .map(|_| {
+            get_on(&mut s, &mut r, "/")
+                .text()
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        texts.iter().filter(|t| *t == "BACK").count(),
+        2,
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn all_targets_down_is_502() {
+    let p = proxy(&[url(closed_port()), url(closed_port())], &[]);
+    let resp = get(p.addr, "/");
+    assert_eq!(resp.status, 502);
+    assert!(resp.text().contains("Bad Gateway"), "{}", resp.text());
+    p.log.wait_for("proxy error: connect: Connection refused");
+    // Once both are marked down, the answer comes without trying them.
+    for _ in 0..3 {
+        assert_eq!(get(p.addr, "/").status, 502);
+    }
+    p.log.wait_for("proxy error: all 2 targets are down");
+}
+
+#[test]
+fn no_response_head_in_time_is_504() {
+    let backend = Herd::serve(1, &["--app", "bench"]);
+    let p = proxy(&[url(backend.addr)], &["--upstream-timeout", "0.5"]);
+    let resp = get(p.addr, "/sleep/3000");
+    assert_eq!(resp.status, 504);
+    assert!(resp.text().contains("Gateway Timeout"));
+    p.log
+        .wait_for("proxy error: no response within 0.5s (target 0:");
+}
+
+#[test]
+fn garbage_or_early_close_before_the_response_is_502() {
+    let garbage = TestServer::start(|mut r, _| {
+        if read_head(&mut r).is_some() {
+            let _ = r.get_mut().write_all(b"SPDY/9 what\r\n\r\n");
+        }
+    });
+    let closer = TestServer::start(|mut r, _| {
+        let _ = read_head(&mut r);
+    });
+    for (server, cause) in [
+        (&garbage, "invalid response"),
+        (&closer, "connection closed before a response"),
+    ] {
+        let p = proxy(&[server.url()], &[]);
+        let resp = get(p.addr, "/");
+        assert_eq!(resp.status, 502, "{cause}");
+        p.log.wait_for(&format!("proxy error: {cause}"));
+    }
+}
+
+#[test]
+fn close_mid_response_closes_the_client_connection() {
+    let server = TestServer::start(|mut r, _| {
+        if read_head(&mut r).is_some() {
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..");
+        }
+    });
+    let p = proxy(&[server.url()], &[]);
+    let mut s = connect(p.addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    // EOF or a reset: either way the connection ends before the 100 announced bytes.
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.len() < text.find("\r\n\r\n").unwrap() + 4 + 100,
+        "{text}"
+    );
+    p.log
+        .wait_for("proxy error: connection closed mid-response (target 0:");
+}
+
+#[test]
+fn client_disconnect_mid_request_closes_the_upstream_connection() {
+    let server = TestServer::start(|mut r, stats| {
+        // Read whatever comes until EOF: the proxy must not keep this connection.
+        let mut buf = [0u8; 4096];
+        while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+        stats.closed_by_peer.fetch_add(1, Ordering::SeqCst);
+    });
+    let p = proxy(&[server.url()], &[]);
+    let mut s = connect(p.addr);
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\npartial")
+        .unwrap();
+    wait_until("the proxy to connect to the target", || {
+        server.accepted() == 1
+    });
+    drop(s);
+    wait_until("the upstream connection to be closed", || {
+        server.stats.closed_by_peer.load(Ordering::SeqCst) == 1
+    });
+}
