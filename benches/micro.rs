@@ -74,6 +74,7 @@ fn handoff(c: &mut Criterion) {
         let msg = ToWorker::Handoff {
             seq: 1,
             ack: false,
+            eager: false,
             listeners: vec![0; per_message],
         };
         group.bench_with_input(

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! master → worker                               worker → master
-//! 1 Handoff  seq:u64 ack:u8 n:u8 listener:u16×n  1 Online
+//! 1 Handoff  seq:u64 flags:u8 n:u8 listener:u16×n 1 Online
 //!            + n fds (SCM_RIGHTS)                2 Listen   req:u32 addr:utf8
 //! 2 ListenOk req:u32 listener:u16 accept:u8     3 Ack      seq:u64 closed:u32 requests:u32
 //!            addr [+ 1 listening fd]                        accepted:u32
@@ -19,9 +19,11 @@
 //! ```
 //!
 //! `Ack` does two jobs. It carries the worker's counters (connections closed, requests
-//! answered), batched: one packet per 50 ms at most, never one per request. And when a
-//! handoff asks for it (`ack = 1`, the `node` policy), it acknowledges that handoff at once,
-//! before the worker serves the connection, as Node's workers acknowledge `newconn`.
+//! answered), batched: one packet per 50 ms at most, never one per request. When a handoff
+//! asks for it (flag bit 0, the `node` policy), it acknowledges that handoff at once, before
+//! the worker serves the connection, as Node's workers acknowledge `newconn`. Flag bit 1
+//! (the load-aware policies) asks for closes to be reported at the end of every loop turn
+//! that closed connections: one packet per batch of events, still not one per connection.
 //! Under a worker-accept policy it also counts the connections the worker accepted itself.
 //!
 //! `ListenOk` says who accepts ([`Acceptance`]); when the worker does, the listening socket
@@ -57,6 +59,9 @@ pub enum ToWorker {
         seq: u64,
         /// Acknowledge this handoff at once (else counters ride on the periodic report).
         ack: bool,
+        /// Report closed connections at the end of every loop turn that closed some, not
+        /// only every 50 ms: the load-aware policies steer by the open count.
+        eager: bool,
         /// One listener id per attached fd, in order.
         listeners: Vec<ListenerId>,
     },
@@ -169,11 +174,12 @@ impl ToWorker {
             ToWorker::Handoff {
                 seq,
                 ack,
+                eager,
                 listeners,
             } => {
                 buf.push(1);
                 buf.extend_from_slice(&seq.to_le_bytes());
-                buf.push(*ack as u8);
+                buf.push(*ack as u8 | (*eager as u8) << 1);
                 buf.push(listeners.len() as u8);
                 for l in listeners {
                     buf.extend_from_slice(&l.to_le_bytes());
@@ -210,12 +216,14 @@ impl ToWorker {
         Ok(match r.u8()? {
             1 => {
                 let seq = r.u64()?;
-                let ack = r.u8()? != 0;
+                let flags = r.u8()?;
+                let (ack, eager) = (flags & 1 != 0, flags & 2 != 0);
                 let n = r.u8()? as usize;
                 let listeners = (0..n).map(|_| r.u16()).collect::<Result<_, _>>()?;
                 ToWorker::Handoff {
                     seq,
                     ack,
+                    eager,
                     listeners,
                 }
             }
@@ -486,6 +494,7 @@ mod tests {
             ToWorker::Handoff {
                 seq: 7,
                 ack: true,
+                eager: true,
                 listeners: vec![0, 3],
             },
             ToWorker::ListenOk {
@@ -539,6 +548,7 @@ mod tests {
         let msg = ToWorker::Handoff {
             seq: 1,
             ack: false,
+            eager: false,
             listeners: vec![0, 0],
         };
         master

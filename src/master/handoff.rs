@@ -52,6 +52,8 @@ pub struct Link {
     acked_seq: u64,
     /// Ask the worker to acknowledge each handoff (the `node` policy gates on it).
     want_acks: bool,
+    /// Ask the worker for frequent counter reports (the load-aware policies).
+    eager_reports: bool,
     /// The most fds per packet (1 ..= [`MAX_FDS_PER_HANDOFF`]).
     batch: usize,
     /// User messages not yet sent.
@@ -80,6 +82,7 @@ impl Link {
             next_seq: 1,
             acked_seq: 0,
             want_acks: false,
+            eager_reports: false,
             batch: batch.clamp(1, MAX_FDS_PER_HANDOFF),
             messages: VecDeque::new(),
             drain_requested: false,
@@ -140,6 +143,7 @@ impl Link {
             let msg = ToWorker::Handoff {
                 seq,
                 ack: self.want_acks,
+                eager: self.eager_reports,
                 listeners,
             };
             match self.channel.send_with_fds(|b| msg.encode(b), &fds[..n]) {
@@ -185,6 +189,12 @@ impl Link {
     /// Asks the worker to acknowledge every handoff from now on.
     pub fn set_want_acks(&mut self, on: bool) {
         self.want_acks = on;
+    }
+
+    /// Asks the worker to report closed connections at the end of every loop turn that
+    /// closed some, so that `open` is fresh enough to steer by.
+    pub fn set_eager_reports(&mut self, on: bool) {
+        self.eager_reports = on;
     }
 
     /// The worker acknowledged handoffs up to `seq` and reported its counters.

@@ -405,6 +405,12 @@ impl Master {
         let mut link = Link::new(master_end, worker_end, self.handoff_batch);
         // Node's SCHED_RR: a worker is free again only once it acknowledged its connection.
         link.set_want_acks(self.policy == Policy::Node);
+        // least-connections and p2c steer by open counts: a count corrected only every
+        // 50 ms makes a stalled worker (which reports nothing) look like the least loaded.
+        link.set_eager_reports(matches!(
+            self.policy,
+            Policy::LeastConnections | Policy::P2c
+        ));
         self.workers.insert(WorkerProc {
             id,
             pid,

@@ -93,6 +93,8 @@ pub struct Worker {
     acked_seq: u64,
     /// A handoff asked to be acknowledged before its connections are served.
     ack_now: bool,
+    /// The master steers by open counts: report closes at the end of every loop turn.
+    eager_reports: bool,
     /// The most connections this worker holds before it stops reading handoffs (they wait
     /// in its channel, where the master can still recover them): its fd limit less a reserve.
     max_open: usize,
@@ -361,7 +363,12 @@ impl Worker {
                 }
             }
             let dirty = !self.counters.is_empty();
-            if dirty && now.duration_since(last_report) >= REPORT_INTERVAL {
+            // Under the load-aware policies, closes go out at the end of the loop turn that
+            // made them (one packet per batch of events, not per connection): a count that
+            // is up to 50 ms stale makes a stalled worker, which reports nothing, look like
+            // the least loaded one.
+            let eager = self.eager_reports && self.counters.closed > 0;
+            if dirty && (eager || now.duration_since(last_report) >= REPORT_INTERVAL) {
                 self.report(now)?;
                 last_report = now;
             }
@@ -456,10 +463,12 @@ impl Worker {
             ToWorker::Handoff {
                 seq,
                 ack,
+                eager,
                 listeners,
             } => {
                 self.received_seq = self.received_seq.max(seq);
                 self.ack_now |= ack;
+                self.eager_reports = eager;
                 arrived.extend(listeners.into_iter().zip(fds));
             }
             ToWorker::Message(payload) => {
@@ -579,6 +588,7 @@ pub(crate) fn run_child(start: ChildStart<'_>) -> ! {
         received_seq: 0,
         acked_seq: 0,
         ack_now: false,
+        eager_reports: false,
         max_open: connection_capacity(),
         counters: Counters::default(),
         drain_requested: false,
