@@ -8,10 +8,12 @@
 #   scripts/reliability.sh leaks          100,000 connections of mixed kinds; fds and RSS of
 #                                         master and workers before and after
 #   scripts/reliability.sh master-death   SIGKILL the master; time until every worker is gone
-#   scripts/reliability.sh soak [SECS]    mixed load for SECS (600) seconds; RSS every 30 s
+#   scripts/reliability.sh soak [SECS]    mixed load for SECS (600) seconds; RSS every 30 s;
+#                                         a rolling reload every SOAK_RELOAD (60) seconds
 #
 # Uses the release binary (cargo build --release; CARGO_TARGET_DIR is honoured).
 set -euo pipefail
+SOAK_RELOAD=${SOAK_RELOAD:-60}
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
@@ -172,11 +174,17 @@ soak() {
     local ka=$!
     "$HERD" load "http://127.0.0.1:$PORT/" --close -c 8 -R 1000 -d "${secs}s" --json >"$OUT/soak-close.json" &
     local cl=$!
+    local reloads=0
     for ((i = 0; i <= secs; i += 30)); do
         echo "t=${i}s $(snapshot "$MASTER" | awk '{ printf "%s:%skB ", $1, $3 }')" >>"$OUT/soak-rss.txt"
+        # A rolling reload every SOAK_RELOAD seconds (0: none), mid-load.
+        if ((SOAK_RELOAD > 0 && i > 0 && i < secs && i % SOAK_RELOAD == 0)); then
+            kill -HUP "$MASTER" && reloads=$((reloads + 1))
+        fi
         ((i < secs)) && nap 30
     done
     wait "$ka" "$cl"
+    echo "soak: $reloads reload(s) sent, $(grep -c 'reload done' "${SERVER_LOG[soak]}") completed"
     echo "soak: keepalive requests=$(json "$OUT/soak-ka.json" requests) errors=$(errors_json "$OUT/soak-ka.json")" \
         "close requests=$(json "$OUT/soak-close.json" requests) errors=$(errors_json "$OUT/soak-close.json")"
     cat "$OUT/soak-rss.txt"

@@ -599,3 +599,20 @@ fn help_names_reload_and_upgrade_signals() {
         assert!(text.contains(flag), "{flag} missing from: {text}");
     }
 }
+
+#[test]
+fn status_shows_the_reload_and_the_log_names_each_replacement() {
+    let h = Herd::serve(2, &["--admin", "127.0.0.1:0"]);
+    let admin = h.admin_addr();
+    h.signal(libc::SIGHUP);
+    h.log.wait_for("reload done");
+    h.log.wait_for("reload: worker 1 replaced by worker 3");
+    h.log.wait_for("reload: worker 2 replaced by worker 4");
+    let status = get(admin, "/status").text();
+    assert!(
+        status.contains("\"ops\":{\"reload\":{\"in_progress\":false"),
+        "{status}"
+    );
+    assert!(status.contains("\"reloads\":1"), "{status}");
+    assert!(status.contains("\"replaced\":2"), "{status}");
+}

@@ -8,18 +8,6 @@ use std::net::SocketAddr;
 
 use common::*;
 
-/// The admin address from the `admin listening on` line.
-fn admin_addr(h: &Herd) -> SocketAddr {
-    h.log
-        .wait_for("admin listening on ")
-        .rsplit("listening on ")
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Sums of the per-worker series `name` in a `/metrics` scrape.
 fn metric_sum(admin: SocketAddr, name: &str) -> u64 {
     let r = get(admin, "/metrics");
@@ -123,7 +111,7 @@ fn metrics_add_up(policy: &str) {
             "127.0.0.1:0",
         ],
     );
-    let admin = admin_addr(&h);
+    let admin = h.admin_addr();
     let per_connection = [1, 2, 3, 4, 5, 6, 7];
     for &n in &per_connection {
         let mut s = connect(h.addr);
@@ -211,7 +199,7 @@ fn the_admin_endpoint_listens_only_when_asked() {
     assert_eq!(listening_sockets_of(plain.pid()), 1);
     assert!(!plain.log.lines().iter().any(|l| l.contains("admin")));
     let with_admin = Herd::serve(1, &["--app", "bench", "--admin", "127.0.0.1:0"]);
-    admin_addr(&with_admin);
+    with_admin.admin_addr();
     assert_eq!(listening_sockets_of(with_admin.pid()), 2);
     // Under reuseport the master's socket only reserves the port: it does not listen.
     let reuseport = Herd::serve(1, &["--app", "bench", "--policy", "reuseport"]);

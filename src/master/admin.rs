@@ -46,6 +46,8 @@ pub struct Snapshot {
     queued: usize,
     exits: u64,
     workers: Vec<WorkerRow>,
+    /// Reload, upgrade and restart state, already as JSON.
+    ops: String,
 }
 
 /// A per-worker metric: name, type, help text, and its value for one worker.
@@ -93,6 +95,7 @@ impl Master {
             queued: self.queued_connections(),
             exits: self.exits,
             workers,
+            ops: self.ops_status().to_json(),
         }
     }
 }
@@ -161,12 +164,13 @@ impl Snapshot {
             .collect();
         format!(
             "{{\"policy\":\"{}\",\"uptime_s\":{:.3},\"queued_connections\":{},\
-             \"exits\":{},\"workers\":[{}]}}\n",
+             \"exits\":{},\"workers\":[{}],\"ops\":{}}}\n",
             self.policy,
             self.uptime.as_secs_f64(),
             self.queued,
             self.exits,
-            workers.join(",")
+            workers.join(","),
+            self.ops
         )
     }
 }

@@ -132,6 +132,18 @@ impl Herd {
         Herd { child, log, addr }
     }
 
+    /// The admin address from the `admin listening on` line (`--admin`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.log
+            .wait_for("admin listening on ")
+            .rsplit("listening on ")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// The master's pid.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
