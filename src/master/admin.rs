@@ -412,6 +412,7 @@ mod tests {
                     open: 0,
                 },
             ],
+            ops: super::super::OpsStatus::default().to_json(),
         }
     }
 
