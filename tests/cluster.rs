@@ -199,9 +199,7 @@ fn a_second_sigint_stops_at_once() {
 
 #[test]
 fn every_listen_address_is_served() {
-    let second = TcpListener::bind("127.0.0.1:0").unwrap();
-    let second_addr = second.local_addr().unwrap();
-    drop(second);
+    // Two ephemeral ports on two loopback addresses (127.0.0.0/8 is all loopback on Linux).
     let mut cmd = Command::new(herd_bin());
     cmd.args([
         "serve",
@@ -210,9 +208,18 @@ fn every_listen_address_is_served() {
         "--listen",
         "127.0.0.1:0",
         "--listen",
-    ])
-    .arg(second_addr.to_string());
+        "127.0.0.2:0",
+    ]);
     let h = Herd::start(cmd, 4);
+    let second_addr: std::net::SocketAddr = h
+        .log
+        .wait_for("master listening on 127.0.0.2:")
+        .rsplit("listening on ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(get(h.addr, "/").status, 200);
     assert_eq!(get(second_addr, "/").text(), "hello world");
 }

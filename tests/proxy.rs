@@ -27,12 +27,35 @@ fn url(addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
 
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// A port that refuses connections and that no other test can take while this is alive:
+/// a socket bound without `SO_REUSEADDR` and never listening. (Binding and releasing a port
+/// is not enough: tests run in parallel, and another test's herd may get the same port.)
+struct ClosedPort {
+    _socket: std::os::fd::OwnedFd,
+    addr: SocketAddr,
+}
+
+fn closed_port() -> ClosedPort {
+    use nix::sys::socket::{
+        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let socket = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&socket),
+        &SockaddrIn::new(127, 0, 0, 1, 0),
+    )
+    .unwrap();
+    let local: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).unwrap();
+    ClosedPort {
+        _socket: socket,
+        addr: SocketAddr::from((local.ip(), local.port())),
+    }
 }
 
 /// What a test server saw.
@@ -491,7 +514,8 @@ fn websocket_upgrade_is_tunnelled_both_ways() {
 #[test]
 fn refused_target_is_retried_on_the_next_then_skipped_and_brought_back() {
     // Target 0 is a closed port that comes back later on the same port.
-    let down = closed_port();
+    let closed = closed_port();
+    let down = closed.addr;
     let b = named("B");
     let p = proxy(&[url(down), b.url()], &[]);
     let mut s = connect(p.addr);
@@ -529,6 +553,7 @@ fn refused_target_is_retried_on_the_next_then_skipped_and_brought_back() {
     );
 
     // It comes back: after its back-off, a request succeeds there and it is put back.
+    drop(closed); // free the port for the target that comes back on it
     let a = TestServer::bind(TcpListener::bind(down).unwrap(), |mut r, _| {
         while let Some(head) = read_head(&mut r) {
             read_body(&mut r, &head, |_| {});
@@ -562,7 +587,8 @@ fn refused_target_is_retried_on_the_next_then_skipped_and_brought_back() {
 
 #[test]
 fn all_targets_down_is_502() {
-    let p = proxy(&[url(closed_port()), url(closed_port())], &[]);
+    let (x, y) = (closed_port(), closed_port());
+    let p = proxy(&[url(x.addr), url(y.addr)], &[]);
     let resp = get(p.addr, "/");
     assert_eq!(resp.status, 502);
     assert!(resp.text().contains("Bad Gateway"), "{}", resp.text());
