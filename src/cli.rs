@@ -164,6 +164,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
         Ok(())
     });
+    run(cluster)
+}
+
+/// Runs a cluster to its end: exit 0 after a graceful stop, 130 after a forced one, 1 with
+/// the error on one line if it could not run.
+pub(crate) fn run(cluster: Cluster) -> ExitCode {
     match cluster.run() {
         Ok(Shutdown::Graceful) => ExitCode::SUCCESS,
         Ok(Shutdown::Forced) => ExitCode::from(130),

@@ -5,6 +5,8 @@
 //! `i = (i + 1) % proxies.length` lived in one process; with N workers there are N counters).
 //! Targets that passive health checks marked down are skipped.
 
+use crate::policy::{Picker, Policy};
+
 /// How a worker picks the target of each request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Balance {
@@ -17,58 +19,33 @@ pub enum Balance {
     P2c,
 }
 
-/// A worker's balancing state.
+/// A worker's balancing state: the same decisions as the master's scheduling policies
+/// ([`Picker`]), over targets instead of workers, with requests in flight as the load.
 #[derive(Debug)]
 pub(crate) struct Balancer {
-    balance: Balance,
-    /// Where the rotation resumes.
-    next: usize,
-    /// xorshift64 state for [`Balance::P2c`]; a worker needs cheap, not strong, randomness.
-    rng: u64,
+    policy: Policy,
+    picker: Picker,
 }
 
 impl Balancer {
     pub fn new(balance: Balance, seed: u64) -> Balancer {
+        let policy = match balance {
+            Balance::RoundRobin => Policy::RoundRobin,
+            Balance::LeastConnections => Policy::LeastConnections,
+            Balance::P2c => Policy::P2c,
+        };
         Balancer {
-            balance,
-            next: 0,
-            rng: seed | 1,
+            policy,
+            picker: Picker::with_seed(seed),
         }
     }
 
     /// The target for the next request among those `usable` allows, given each target's
     /// requests in flight; `None` if no target is usable.
     pub fn pick(&mut self, in_flight: &[u32], usable: impl Fn(usize) -> bool) -> Option<usize> {
-        let n = in_flight.len();
-        let rotation = (0..n).map(|k| (self.next + k) % n).filter(|&t| usable(t));
-        let chosen = match self.balance {
-            Balance::RoundRobin => rotation.into_iter().next(),
-            Balance::LeastConnections => rotation.min_by_key(|&t| in_flight[t]),
-            Balance::P2c => {
-                let candidates: Vec<usize> = (0..n).filter(|&t| usable(t)).collect();
-                match candidates.len() {
-                    0 => None,
-                    1 => Some(candidates[0]),
-                    len => {
-                        let a = (self.random() % len as u64) as usize;
-                        let b = (a + 1 + (self.random() % (len as u64 - 1)) as usize) % len;
-                        let (a, b) = (candidates[a], candidates[b]);
-                        Some(if in_flight[b] < in_flight[a] { b } else { a })
-                    }
-                }
-            }
-        }?;
-        self.next = (chosen + 1) % n;
-        Some(chosen)
-    }
-
-    fn random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
+        self.picker.pick(self.policy, in_flight.len(), usable, |t| {
+            in_flight[t] as u64
+        })
     }
 }
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{Balance, ProxyConfig, ProxyService, Target};
-use crate::cluster::{Cluster, Shutdown};
+use crate::cluster::Cluster;
 use crate::policy::Policy;
 
 /// Flags of `herd proxy`.
@@ -82,12 +82,5 @@ pub fn main(args: ProxyArgs) -> ExitCode {
         w.serve(&listen, ProxyService::new(config.clone()))?;
         Ok(())
     });
-    match cluster.run() {
-        Ok(Shutdown::Graceful) => ExitCode::SUCCESS,
-        Ok(Shutdown::Forced) => ExitCode::from(130),
-        Err(e) => {
-            eprintln!("herd: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::cli::run(cluster)
 }
