@@ -211,15 +211,7 @@ fn every_listen_address_is_served() {
         "127.0.0.2:0",
     ]);
     let h = Herd::start(cmd, 4);
-    let second_addr: std::net::SocketAddr = h
-        .log
-        .wait_for("master listening on 127.0.0.2:")
-        .rsplit("listening on ")
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let second_addr = h.log.wait_for_addr("master listening on 127.0.0.2:");
     assert_eq!(get(h.addr, "/").status, 200);
     assert_eq!(get(second_addr, "/").text(), "hello world");
 }

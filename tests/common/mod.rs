@@ -49,6 +49,15 @@ impl Log {
         }
     }
 
+    /// Waits for a line containing `needle` (which ends in `listening on ` or the start of
+    /// an address) and parses the address at the end of that line.
+    pub fn wait_for_addr(&self, needle: &str) -> SocketAddr {
+        let line = self.wait_for(needle);
+        let addr = line.rsplit("listening on ").next().unwrap().trim();
+        addr.parse()
+            .unwrap_or_else(|e| panic!("no address at the end of {line:?}: {e}"))
+    }
+
     /// Waits for one line containing `needle`.
     pub fn wait_for(&self, needle: &str) -> String {
         self.wait_for_n(1, |l| l.contains(needle)).remove(0)
@@ -118,14 +127,7 @@ impl Herd {
     /// Starts any command that runs a herd master, waiting until `workers` workers listen.
     pub fn start(cmd: Command, workers: usize) -> Herd {
         let (child, log) = spawn_logged(cmd);
-        let line = log.wait_for("master listening on ");
-        let addr = line
-            .rsplit("listening on ")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let addr = log.wait_for_addr("master listening on ");
         log.wait_for_n(workers, |l| {
             l.contains("] worker ") && l.contains(" listening on ")
         });
@@ -134,14 +136,7 @@ impl Herd {
 
     /// The admin address from the `admin listening on` line (`--admin`).
     pub fn admin_addr(&self) -> SocketAddr {
-        self.log
-            .wait_for("admin listening on ")
-            .rsplit("listening on ")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        self.log.wait_for_addr("admin listening on ")
     }
 
     /// The master's pid.
