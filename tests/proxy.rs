@@ -278,36 +278,7 @@ fn herd_serve_targets_pipelining_and_http_1_0() {
     ];
     let targets: Vec<String> = backends.iter().map(|b| url(b.addr)).collect();
     let p = proxy(&targets, &["--balance", "least-connections"]);
-    let mut s = connect(p.addr);
-    s.write_all(
-        b"GET /echo/a HTTP/1.1\r\nHost: t\r\n\r\n\
-          HEAD /echo/b HTTP/1.1\r\nHost: t\r\n\r\n\
-          POST /echo/c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
-          POST /echo/d HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n\
-          GET /echo/e HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let mut r = BufReader::new(s);
-    let mut bodies = Vec::new();
-    for head in [false, true, false, false, false] {
-        let resp = read_response(&mut r, head).expect("a response");
-        assert_eq!(resp.status, 200);
-        bodies.push(resp.text());
-    }
-    assert_eq!(
-        bodies,
-        [
-            "GET /echo/a ",
-            "",
-            "POST /echo/c hello",
-            "POST /echo/d abcde",
-            "GET /echo/e "
-        ]
-    );
-    assert!(
-        read_response(&mut r, false).is_none(),
-        "closed after Connection: close"
-    );
+    assert_pipelined_echo(p.addr);
 
     // HTTP/1.0: closes after the response unless it asked for keep-alive.
     let all = exchange(

@@ -334,3 +334,43 @@ pub fn raise_fd_limit() {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
 }
+
+/// Sends five pipelined requests to a `herd serve --app bench` (directly or through a proxy):
+/// GET, HEAD, a Content-Length body, a chunked body with an extension and a trailer, and a
+/// GET with `Connection: close`; asserts the answers come in order with the right bodies
+/// (the bench app's `/echo…` answers `METHOD PATH BODY`) and that the connection then closes.
+pub fn assert_pipelined_echo(addr: SocketAddr) {
+    let mut s = connect(addr);
+    s.write_all(
+        b"GET /echo/a HTTP/1.1\r\nHost: t\r\n\r\n\
+          HEAD /echo/b HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /echo/c HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          POST /echo/d HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n\
+          GET /echo/e HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut bodies = Vec::new();
+    for head in [false, true, false, false, false] {
+        let resp = read_response(&mut r, head).expect("a response");
+        assert_eq!(resp.status, 200);
+        if head {
+            assert_eq!(resp.header("content-length"), Some("13"));
+        }
+        bodies.push(resp.text());
+    }
+    assert_eq!(
+        bodies,
+        [
+            "GET /echo/a ",
+            "",
+            "POST /echo/c hello",
+            "POST /echo/d abcde",
+            "GET /echo/e "
+        ]
+    );
+    assert!(
+        read_response(&mut r, false).is_none(),
+        "closed after Connection: close"
+    );
+}
