@@ -137,18 +137,25 @@ impl FromStr for Policy {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Policy, String> {
-        Policy::ALL
-            .iter()
-            .copied()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Policy::ALL.iter().map(|p| p.name()).collect();
-                format!(
-                    "unknown policy '{s}' (expected one of: {})",
-                    names.join(", ")
-                )
-            })
+        parse_name(s, Policy::ALL, |p| p.name(), "policy")
     }
+}
+
+/// Finds the member of `all` whose `name` is `s`, or explains what was expected: how the
+/// command line's lists of names (policies, bench workloads) are parsed.
+pub(crate) fn parse_name<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+    what: &str,
+) -> Result<T, String> {
+    all.iter().copied().find(|&t| name(t) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|&t| name(t)).collect();
+        format!(
+            "unknown {what} '{s}' (expected one of: {})",
+            names.join(", ")
+        )
+    })
 }
 
 /// The decision state of one listener for the stateless-queue policies (`round-robin`,

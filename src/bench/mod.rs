@@ -81,17 +81,7 @@ impl FromStr for Workload {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Workload, String> {
-        Workload::ALL
-            .iter()
-            .copied()
-            .find(|w| w.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
-                format!(
-                    "unknown workload '{s}' (expected one of: {})",
-                    names.join(", ")
-                )
-            })
+        crate::policy::parse_name(s, Workload::ALL, |w| w.name(), "workload")
     }
 }
 
