@@ -47,18 +47,33 @@ pub fn bench(req: &Request<'_>, res: &mut Response) {
         res.write(b" ");
         res.write(req.body());
     } else if let Some(n) = number_after(path, "/cost/") {
-        // Busy work the optimiser cannot remove: spin on the clock.
-        let until = Instant::now() + Duration::from_micros(n);
-        let mut spins = 0u64;
-        while Instant::now() < until {
-            spins = std::hint::black_box(spins + 1);
-        }
+        burn_cpu(Duration::from_micros(n));
         res.body(b"hello world");
     } else if let Some(n) = number_after(path, "/sleep/") {
         std::thread::sleep(Duration::from_millis(n));
         res.body(b"hello world");
     } else {
         res.body(b"hello world");
+    }
+}
+
+/// Spins until this thread has used `cpu` of CPU time: work that takes longer than `cpu` on
+/// the wall clock when the worker has to share a core, as real computation does. (Spinning
+/// on the wall clock instead would finish on time however little CPU it got, hiding the
+/// contention that makes a busy worker a bad place to send the next connection.)
+fn burn_cpu(cpu: Duration) {
+    use nix::time::{clock_gettime, ClockId};
+    let used = || {
+        clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .map(Duration::from)
+            .unwrap_or_default()
+    };
+    let until = used() + cpu;
+    let started = Instant::now();
+    let mut spins = 0u64;
+    // The wall-clock bound only guards against a clock that cannot be read.
+    while used() < until && started.elapsed() < cpu * 1000 {
+        spins = std::hint::black_box(spins + 1);
     }
 }
 

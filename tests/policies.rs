@@ -261,3 +261,73 @@ fn a_bad_admin_address_is_one_line_and_a_failure() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("herd: bad address 'nowhere:x'"), "{err}");
 }
+
+/// Open connections per worker id, from `/metrics`.
+fn open_by_worker(admin: SocketAddr) -> Vec<(u32, u64)> {
+    let r = get(admin, "/metrics");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("herd_worker_open_connections{worker=\""))
+        .map(|l| {
+            let (id, rest) = l.split_once('"').unwrap();
+            (
+                id.parse().unwrap(),
+                rest.rsplit(' ').next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A load-aware policy never hands a connection to a worker blocked in a handler while
+/// the other is idle (once the master has heard of the idle worker's closes).
+fn steers_around_a_blocked_worker(policy: &str) {
+    let h = Herd::serve(
+        2,
+        &[
+            "--app",
+            "bench",
+            "--policy",
+            policy,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let admin = h.admin_addr();
+    let mut blocked = connect(h.addr);
+    blocked
+        .write_all(b"GET /sleep/60000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_until("a worker asleep in its handler", || {
+        h.live_worker_pids().iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                .is_ok_and(|w| w.contains("nanosleep"))
+        })
+    });
+    let (sleeper, _) = *open_by_worker(admin)
+        .iter()
+        .find(|&&(_, open)| open == 1)
+        .expect("the blocked worker holds one connection");
+    for _ in 0..20 {
+        wait_until("the idle worker's closes reported", || {
+            open_by_worker(admin)
+                .iter()
+                .all(|&(id, open)| id == sleeper || open == 0)
+        });
+        let id = worker_of(h.addr);
+        assert_ne!(
+            id, sleeper,
+            "{policy} sent a connection to the blocked worker"
+        );
+    }
+}
+
+#[test]
+fn least_connections_steers_around_a_blocked_worker() {
+    steers_around_a_blocked_worker("least-connections");
+}
+
+#[test]
+fn p2c_steers_around_a_blocked_worker() {
+    steers_around_a_blocked_worker("p2c");
+}

@@ -279,12 +279,22 @@ pub fn write_files(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>>
         let latency = svg::BarChart {
             title: &format!("Latency by policy, {} workload", workload.name()),
             y_label: "milliseconds",
-            series: vec!["p50".into(), "p99".into(), "p99.9".into()],
+            series: if workload.open_loop() {
+                vec![
+                    "p50".into(),
+                    "p99".into(),
+                    "p99.9".into(),
+                    "p99 light (/)".into(),
+                ]
+            } else {
+                vec!["p50".into(), "p99".into(), "p99.9".into()]
+            },
             groups: runs
                 .iter()
                 .map(|r| {
-                    let p = [0.5, 0.99, 0.999].map(|q| r.latency_ms(q));
-                    (r.policy.to_string(), p.to_vec())
+                    let mut p = [0.5, 0.99, 0.999].map(|q| r.latency_ms(q)).to_vec();
+                    p.extend(r.light_latency_ms(0.99));
+                    (r.policy.to_string(), p)
                 })
                 .collect(),
             reference: None,

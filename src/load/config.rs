@@ -234,9 +234,9 @@ impl fmt::Display for Target {
     }
 }
 
-/// Paths to request with integer weights, e.g. `95:/,5:/cost/2000`: out of every 100 requests,
-/// 95 ask for `/` and 5 for `/cost/2000`. The order within a cycle is fixed (smooth weighted
-/// round-robin), so two runs send the same sequence.
+/// Paths to request with integer weights, e.g. `95:/,5:/cost/2000`: each request asks for
+/// `/` with probability 95/100 and for `/cost/2000` with 5/100. The draws are seeded, so two
+/// runs send the same sequence, but they have no period for a rotation to line up with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathMix {
     entries: Vec<(u32, String)>,

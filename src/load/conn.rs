@@ -280,7 +280,7 @@ impl Conn {
                 Ok((used, response)) => {
                     self.start += used;
                     let Some(response) = response else { break };
-                    tally.complete(response.status, request.due);
+                    tally.complete(response.status, request.due, request.path);
                     self.request = None;
                     if response.close || self.close_each {
                         self.disconnect();
@@ -302,7 +302,7 @@ impl Conn {
     fn on_eof(&mut self, tally: &mut Tally) -> Step {
         if let Some(request) = self.request.take() {
             match self.parser.finish() {
-                Some(response) => tally.complete(response.status, request.due),
+                Some(response) => tally.complete(response.status, request.due, request.path),
                 None => tally.error(ErrorKind::Closed),
             }
         }

@@ -34,6 +34,8 @@ pub(crate) struct ThreadPlan {
     pub(crate) connections: usize,
     /// Open loop: this thread's schedule.
     pub(crate) schedule: Option<Schedule>,
+    /// Seeds this thread's path draws (see [`Requests`]).
+    pub(crate) seed: u64,
 }
 
 impl ThreadPlan {
@@ -58,6 +60,7 @@ impl ThreadPlan {
         ThreadPlan {
             connections: cfg.connections / cfg.threads + extra,
             schedule,
+            seed: index as u64 + 1,
         }
     }
 }
@@ -115,7 +118,7 @@ pub(crate) fn run_thread(cfg: &LoadConfig, plan: ThreadPlan, start: Instant) -> 
     };
     let mut engine = Engine {
         poll,
-        requests: Requests::new(cfg),
+        requests: Requests::new(cfg, plan.seed),
         conns: (0..plan.connections)
             .map(|i| Conn::new(Token(i), cfg.target.addr, cfg.close))
             .collect(),
@@ -125,7 +128,7 @@ pub(crate) fn run_thread(cfg: &LoadConfig, plan: ThreadPlan, start: Instant) -> 
         queue: VecDeque::new(),
         ticker,
         timeout: cfg.timeout,
-        tally: Tally::new(),
+        tally: Tally::new(cfg.paths.entries().len()),
     };
     engine.run(start + cfg.duration)?;
     Ok(engine.tally)

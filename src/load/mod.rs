@@ -53,7 +53,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 pub use config::{parse_duration, ConfigError, LoadArgs, LoadConfig, PathMix, Target};
-pub use report::LoadReport;
+pub use report::{LoadReport, PathLatency};
 
 use engine::ThreadPlan;
 

@@ -68,6 +68,9 @@ fn new_histogram() -> Histogram<u64> {
 pub(crate) struct Tally {
     /// Latency of every completed response, in microseconds.
     latency_us: Histogram<u64>,
+    /// With a path mix, the same per path of the mix (indexed like its entries); empty when
+    /// every request asks for one path.
+    path_latency_us: Vec<Histogram<u64>>,
     /// Completed responses, any status.
     requests: u64,
     /// Completed responses by the first digit of their status.
@@ -87,10 +90,12 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    /// Nothing counted yet.
-    pub(crate) fn new() -> Tally {
+    /// Nothing counted yet, for a run whose path mix has `paths` entries.
+    pub(crate) fn new(paths: usize) -> Tally {
+        let per_path = if paths > 1 { paths } else { 0 };
         Tally {
             latency_us: new_histogram(),
+            path_latency_us: (0..per_path).map(|_| new_histogram()).collect(),
             requests: 0,
             status_classes: [0; 10],
             errors: [0; ErrorKind::ALL.len()],
@@ -102,12 +107,14 @@ impl Tally {
         }
     }
 
-    /// Counts a complete response to a request that was due at `due`: its scheduled time in an
-    /// open-loop run, the time it was sent in a closed-loop one.
-    pub(crate) fn complete(&mut self, status: u16, due: Instant) {
-        let latency = due.elapsed().as_micros();
-        self.latency_us
-            .saturating_record(u64::try_from(latency).unwrap_or(u64::MAX));
+    /// Counts a complete response to a request for path `path` of the mix that was due at
+    /// `due`: its scheduled time in an open-loop run, the time it was sent in a closed-loop one.
+    pub(crate) fn complete(&mut self, status: u16, due: Instant, path: usize) {
+        let latency = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.latency_us.saturating_record(latency);
+        if let Some(h) = self.path_latency_us.get_mut(path) {
+            h.saturating_record(latency);
+        }
         self.requests += 1;
         self.status_classes[usize::from(status / 100).min(9)] += 1;
         match status / 100 {
@@ -163,6 +170,22 @@ pub struct LoadReport {
     /// connecting, with `--close`) to the last byte. Open loop: from the time the request was
     /// scheduled, so time spent waiting for a free connection counts.
     pub latency_us: Histogram<u64>,
+    /// With a path mix (`--path-mix`), the latency of each path's requests, in the mix's
+    /// order; empty for a single path. In a mix of cheap and expensive requests, the cheap
+    /// ones' tail shows who waited behind an expensive one, which the overall tail (made of
+    /// the expensive requests themselves) cannot.
+    pub paths: Vec<PathLatency>,
+}
+
+/// The latency of the requests for one path of a mix.
+#[derive(Debug, Clone)]
+pub struct PathLatency {
+    /// The path.
+    pub path: String,
+    /// Its weight in the mix.
+    pub weight: u32,
+    /// Latency of its complete responses, in microseconds, measured as for the whole run.
+    pub latency_us: Histogram<u64>,
 }
 
 impl LoadReport {
@@ -187,11 +210,26 @@ impl LoadReport {
             in_flight_at_deadline: 0,
             queued_at_deadline: 0,
             latency_us: new_histogram(),
+            paths: Vec::new(),
         };
+        if cfg.paths.entries().len() > 1 {
+            report.paths = (cfg.paths.entries().iter())
+                .map(|(weight, path)| PathLatency {
+                    path: path.clone(),
+                    weight: *weight,
+                    latency_us: new_histogram(),
+                })
+                .collect();
+        }
         for tally in &tallies {
             latency_us
                 .add(&tally.latency_us)
                 .expect("histograms share their bounds");
+            for (sum, h) in report.paths.iter_mut().zip(&tally.path_latency_us) {
+                sum.latency_us
+                    .add(h)
+                    .expect("histograms share their bounds");
+            }
             report.requests += tally.requests;
             report.bytes_read += tally.bytes_read;
             report.connections_opened += tally.connections_opened;
@@ -275,7 +313,24 @@ impl LoadReport {
             h.value_at_quantile(0.999),
             h.max(),
         );
-        out.push('}');
+        let paths: Vec<String> = (self.paths.iter())
+            .map(|p| {
+                let h = &p.latency_us;
+                format!(
+                    "{{\"path\":{},\"weight\":{},\"count\":{},\"p50\":{},\"p90\":{},\"p99\":{},\
+\"p99_9\":{},\"max\":{}}}",
+                    json_string(&p.path),
+                    p.weight,
+                    h.len(),
+                    h.value_at_quantile(0.5),
+                    h.value_at_quantile(0.9),
+                    h.value_at_quantile(0.99),
+                    h.value_at_quantile(0.999),
+                    h.max()
+                )
+            })
+            .collect();
+        let _ = write!(out, ",\"paths\":[{}]}}", paths.join(","));
         out
     }
 }
@@ -317,6 +372,25 @@ impl fmt::Display for LoadReport {
             )?;
         }
         writeln!(f, "  {:>7}  {:>8}", "max", micros(h.max() as f64))?;
+        if !self.paths.is_empty() {
+            writeln!(
+                f,
+                "  Latency by path       50%       99%     99.9%       max   requests"
+            )?;
+            for p in &self.paths {
+                let h = &p.latency_us;
+                writeln!(
+                    f,
+                    "  {:<18}  {:>8}  {:>8}  {:>8}  {:>8}  {:>9}",
+                    p.path,
+                    micros(h.value_at_quantile(0.5) as f64),
+                    micros(h.value_at_quantile(0.99) as f64),
+                    micros(h.value_at_quantile(0.999) as f64),
+                    micros(h.max() as f64),
+                    h.len()
+                )?;
+            }
+        }
         writeln!(
             f,
             "  {} requests in {secs:.2}s, {} read, {} connections opened",
@@ -418,13 +492,14 @@ mod tests {
     use super::*;
 
     fn report() -> LoadReport {
-        let cfg = LoadConfig::new("http://127.0.0.1:8080/\"q").unwrap();
+        let mut cfg = LoadConfig::new("http://127.0.0.1:8080/\"q").unwrap();
+        cfg.paths = "3:/a,1:/b".parse().unwrap();
         let start = Instant::now();
-        let mut a = Tally::new();
-        let mut b = Tally::new();
-        a.complete(200, start);
-        a.complete(503, start);
-        b.complete(301, start);
+        let mut a = Tally::new(2);
+        let mut b = Tally::new(2);
+        a.complete(200, start, 0);
+        a.complete(503, start, 1);
+        b.complete(301, start, 0);
         b.error(ErrorKind::Read);
         b.stopped = Some(start + Duration::from_secs(2));
         LoadReport::new(&cfg, start, vec![a, b])
@@ -435,6 +510,10 @@ mod tests {
         let r = report();
         assert_eq!(r.requests, 3);
         assert_eq!(r.latency_us.len(), 3);
+        let by_path: Vec<(&str, u32, u64)> = (r.paths.iter())
+            .map(|p| (p.path.as_str(), p.weight, p.latency_us.len()))
+            .collect();
+        assert_eq!(by_path, [("/a", 3, 2), ("/b", 1, 1)]);
         assert_eq!(r.elapsed, Duration::from_secs(2));
         assert_eq!(r.requests_per_sec, 1.5);
         assert_eq!(
@@ -452,6 +531,7 @@ mod tests {
         let text = r.to_string();
         assert!(text.contains("Requests/sec:       1.50"), "{text}");
         assert!(text.contains("Errors: read 1, status_5xx 1"), "{text}");
+        assert!(text.contains("Latency by path"), "{text}");
     }
 
     #[test]
@@ -464,7 +544,8 @@ mod tests {
         assert!(json.contains("\"rate\":null"), "{json}");
         assert!(json.contains("\"status\":{\"2xx\":1,\"3xx\":1,\"4xx\":0,\"5xx\":1}"));
         assert!(json.contains("\"requests_per_sec\":1.5,"), "{json}");
-        assert!(json.ends_with("}}"), "{json}");
+        assert!(json.contains("\"paths\":[{\"path\":\"/a\",\"weight\":3,\"count\":2,"));
+        assert!(json.ends_with("}]}"), "{json}");
         assert_eq!(json.matches('{').count(), json.matches('}').count());
     }
 }

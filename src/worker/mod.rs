@@ -314,6 +314,20 @@ impl Worker {
                 return Ok(());
             }
 
+            // Report before sleeping, not after waking: under the load-aware policies,
+            // closes go out before the worker blocks in `poll` (one packet per loop turn,
+            // not per connection). A close reported only at the next wakeup is stale for as
+            // long as the worker sleeps, and the master keeps steering away from an idle
+            // worker; a count up to 50 ms stale also makes a stalled worker, which reports
+            // nothing, look like the least loaded one.
+            let eager = self.eager_reports && self.counters.closed > 0;
+            if !self.counters.is_empty()
+                && (eager || now.duration_since(last_report) >= REPORT_INTERVAL)
+            {
+                self.report(now)?;
+                last_report = now;
+            }
+
             let timeout = if open > 0
                 || channel_ready
                 || !self.counters.is_empty()
@@ -361,16 +375,6 @@ impl Worker {
                 for a in &mut self.acceptors {
                     a.resume(poll.as_raw_fd(), now, room);
                 }
-            }
-            let dirty = !self.counters.is_empty();
-            // Under the load-aware policies, closes go out at the end of the loop turn that
-            // made them (one packet per batch of events, not per connection): a count that
-            // is up to 50 ms stale makes a stalled worker, which reports nothing, look like
-            // the least loaded one.
-            let eager = self.eager_reports && self.counters.closed > 0;
-            if dirty && (eager || now.duration_since(last_report) >= REPORT_INTERVAL) {
-                self.report(now)?;
-                last_report = now;
             }
         }
     }
