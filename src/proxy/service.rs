@@ -65,6 +65,16 @@ impl Failure {
     }
 }
 
+/// Target `target` answered: passive health marks it up again (and says so if it was down).
+fn succeeded(health: &mut [Health], config: &ProxyConfig, target: usize) {
+    if health[target].succeeded() {
+        log::info!(
+            "proxy: target {target} ({}) is back up",
+            config.targets[target]
+        );
+    }
+}
+
 /// The `herd proxy` service of one worker. See the module documentation.
 pub struct ProxyService {
     config: Rc<ProxyConfig>,
@@ -388,124 +398,122 @@ impl ProxyService {
             }
         }
 
-        match &mut ex.response {
-            ResponseState::Head => {
-                let mut storage = [httparse::EMPTY_HEADER; 100];
-                let parsed =
-                    parse_response_head(up.input.pending(), limits, &mut storage, ex.is_head);
-                let (head, len) = match parsed {
-                    Ok(Some(parsed)) => parsed,
-                    Ok(None) if up.eof => {
-                        let failure = Failure::protocol(if up.input.is_empty() {
-                            "connection closed before a response".to_string()
-                        } else {
-                            "connection closed mid-response head".to_string()
-                        });
-                        return self.fail(cx, ck, failure).map(|()| true);
-                    }
-                    Ok(None) => return Ok(progressed),
-                    Err(e) => {
-                        let failure = Failure::protocol(format!("invalid response: {e}"));
-                        return self.fail(cx, ck, failure).map(|()| true);
-                    }
-                };
-                if head.status == 101 && ex.upgrade {
-                    client.output.extend_with(&mut self.scratch, |out| {
-                        headers::write_response_head(
-                            out,
-                            &head,
-                            ClientFraming::AsIs,
-                            ex.client_version,
-                            true,
-                            true,
-                        )
+        // The head, and in the same pass the body bytes that came with it: the client then
+        // gets head and body in one write (one segment, one wakeup) rather than two.
+        if let ResponseState::Head = ex.response {
+            let mut storage = [httparse::EMPTY_HEADER; 100];
+            let parsed = parse_response_head(up.input.pending(), limits, &mut storage, ex.is_head);
+            let (head, len) = match parsed {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) if up.eof => {
+                    let failure = Failure::protocol(if up.input.is_empty() {
+                        "connection closed before a response".to_string()
+                    } else {
+                        "connection closed mid-response head".to_string()
                     });
-                    up.input.consume(len);
-                    ex.answered = true;
-                    client.phase = Phase::Tunnel;
-                    cx.answered(1);
-                    let target = ex.target;
-                    self.target_succeeded(target);
-                    return Ok(true);
+                    return self.fail(cx, ck, failure).map(|()| true);
                 }
-                if (100..200).contains(&head.status) {
-                    if head.status == 101 {
-                        let failure = Failure::protocol("101 to a request without Upgrade".into());
-                        return self.fail(cx, ck, failure).map(|()| true);
-                    }
-                    // Interim responses (100 Continue, 103) pass through to HTTP/1.1 clients.
-                    if ex.client_version == 1 {
-                        client.output.extend(&up.input.pending()[..len]);
-                    }
-                    up.input.consume(len);
-                    return Ok(true);
+                Ok(None) => return Ok(progressed),
+                Err(e) => {
+                    let failure = Failure::protocol(format!("invalid response: {e}"));
+                    return self.fail(cx, ck, failure).map(|()| true);
                 }
-                let (framing, framer, keep_alive) = match head.body {
-                    ResponseBody::None => (ClientFraming::AsIs, BodyFramer::Done, true),
-                    ResponseBody::Length(n) => (ClientFraming::AsIs, BodyFramer::Length(n), true),
-                    ResponseBody::Chunked => {
-                        let decode = ex.client_version == 0;
-                        let framing = if decode {
-                            ClientFraming::UntilClose
-                        } else {
-                            ClientFraming::Chunked
-                        };
-                        let decoder = ChunkedDecoder::new();
-                        (framing, BodyFramer::Chunked { decoder, decode }, !decode)
-                    }
-                    ResponseBody::UntilClose => {
-                        (ClientFraming::UntilClose, BodyFramer::UntilClose, false)
-                    }
-                };
-                ex.keep_alive &= keep_alive && !self.draining;
-                ex.upstream_keep_alive = head.keep_alive;
+            };
+            if head.status == 101 && ex.upgrade {
                 client.output.extend_with(&mut self.scratch, |out| {
                     headers::write_response_head(
                         out,
                         &head,
-                        framing,
+                        ClientFraming::AsIs,
                         ex.client_version,
-                        ex.keep_alive,
-                        false,
+                        true,
+                        true,
                     )
                 });
                 up.input.consume(len);
                 ex.answered = true;
-                ex.response = ResponseState::Body(framer);
-                let target = ex.target;
-                self.target_succeeded(target);
-                Ok(true)
+                client.phase = Phase::Tunnel;
+                cx.answered(1);
+                succeeded(&mut self.health, &self.config, ex.target);
+                return Ok(true);
             }
-            ResponseState::Body(framer) => {
-                if client.output.len() < CHUNK && !up.input.is_empty() {
-                    if let Err(e) =
-                        framer.pump(&mut up.input, &mut client.output, &mut self.scratch, limits)
-                    {
-                        let failure = Failure::protocol(format!("invalid response body: {e}"));
-                        return self.fail(cx, ck, failure).map(|()| true);
-                    }
-                    progressed = true;
-                }
-                if !framer.is_done() && up.eof && up.input.is_empty() && !framer.finish_at_eof() {
-                    let failure = Failure::protocol("connection closed mid-response".into());
+            if (100..200).contains(&head.status) {
+                if head.status == 101 {
+                    let failure = Failure::protocol("101 to a request without Upgrade".into());
                     return self.fail(cx, ck, failure).map(|()| true);
                 }
-                if framer.is_done() {
-                    if ex.request.is_done() {
-                        self.complete(cx, ck);
-                        return Ok(true);
-                    }
-                    // Answered before the whole request arrived (an early 413, say): the rest
-                    // of the request is never read, so neither connection can be reused.
-                    ex.upstream_keep_alive = false;
-                    ex.keep_alive = false;
-                    self.complete(cx, ck);
-                    self.clients[ck].phase = Phase::Closing { linger: true };
-                    return Ok(true);
+                // Interim responses (100 Continue, 103) pass through to HTTP/1.1 clients.
+                if ex.client_version == 1 {
+                    client.output.extend(&up.input.pending()[..len]);
                 }
-                Ok(progressed)
+                up.input.consume(len);
+                return Ok(true);
             }
+            let (framing, framer, keep_alive) = match head.body {
+                ResponseBody::None => (ClientFraming::AsIs, BodyFramer::Done, true),
+                ResponseBody::Length(n) => (ClientFraming::AsIs, BodyFramer::Length(n), true),
+                ResponseBody::Chunked => {
+                    let decode = ex.client_version == 0;
+                    let framing = if decode {
+                        ClientFraming::UntilClose
+                    } else {
+                        ClientFraming::Chunked
+                    };
+                    let decoder = ChunkedDecoder::new();
+                    (framing, BodyFramer::Chunked { decoder, decode }, !decode)
+                }
+                ResponseBody::UntilClose => {
+                    (ClientFraming::UntilClose, BodyFramer::UntilClose, false)
+                }
+            };
+            ex.keep_alive &= keep_alive && !self.draining;
+            ex.upstream_keep_alive = head.keep_alive;
+            client.output.extend_with(&mut self.scratch, |out| {
+                headers::write_response_head(
+                    out,
+                    &head,
+                    framing,
+                    ex.client_version,
+                    ex.keep_alive,
+                    false,
+                )
+            });
+            up.input.consume(len);
+            ex.answered = true;
+            ex.response = ResponseState::Body(framer);
+            succeeded(&mut self.health, &self.config, ex.target);
+            progressed = true;
         }
+        let ResponseState::Body(framer) = &mut ex.response else {
+            unreachable!("the head was handled above");
+        };
+        if client.output.len() < CHUNK && !up.input.is_empty() {
+            if let Err(e) =
+                framer.pump(&mut up.input, &mut client.output, &mut self.scratch, limits)
+            {
+                let failure = Failure::protocol(format!("invalid response body: {e}"));
+                return self.fail(cx, ck, failure).map(|()| true);
+            }
+            progressed = true;
+        }
+        if !framer.is_done() && up.eof && up.input.is_empty() && !framer.finish_at_eof() {
+            let failure = Failure::protocol("connection closed mid-response".into());
+            return self.fail(cx, ck, failure).map(|()| true);
+        }
+        if framer.is_done() {
+            if ex.request.is_done() {
+                self.complete(cx, ck);
+                return Ok(true);
+            }
+            // Answered before the whole request arrived (an early 413, say): the rest
+            // of the request is never read, so neither connection can be reused.
+            ex.upstream_keep_alive = false;
+            ex.keep_alive = false;
+            self.complete(cx, ck);
+            self.clients[ck].phase = Phase::Closing { linger: true };
+            return Ok(true);
+        }
+        Ok(progressed)
     }
 
     /// The exchange of client `ck` is over: the upstream goes back to the pool (or is
@@ -601,15 +609,6 @@ impl ProxyService {
                 linger: !ex.request.is_done() || !client.input.is_empty(),
             };
             return Ok(());
-        }
-    }
-
-    fn target_succeeded(&mut self, target: usize) {
-        if self.health[target].succeeded() {
-            log::info!(
-                "proxy: target {target} ({}) is back up",
-                self.config.targets[target]
-            );
         }
     }
 
