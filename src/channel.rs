@@ -22,8 +22,9 @@
 //! answered), batched: one packet per 50 ms at most, never one per request. When a handoff
 //! asks for it (flag bit 0, the `node` policy), it acknowledges that handoff at once, before
 //! the worker serves the connection, as Node's workers acknowledge `newconn`. Flag bit 1
-//! (the load-aware policies) asks for closes to be reported at the end of every loop turn
-//! that closed connections: one packet per batch of events, still not one per connection.
+//! (the load-aware policies) asks for closes to be reported in every loop turn that closed
+//! connections, before the worker sleeps again: one packet per batch of events, still not
+//! one per connection.
 //! Under a worker-accept policy it also counts the connections the worker accepted itself.
 //!
 //! `ListenOk` says who accepts ([`Acceptance`]); when the worker does, the listening socket
@@ -59,8 +60,8 @@ pub enum ToWorker {
         seq: u64,
         /// Acknowledge this handoff at once (else counters ride on the periodic report).
         ack: bool,
-        /// Report closed connections at the end of every loop turn that closed some, not
-        /// only every 50 ms: the load-aware policies steer by the open count.
+        /// Report closed connections in every loop turn that closed some (before sleeping),
+        /// not only every 50 ms: the load-aware policies steer by the open count.
         eager: bool,
         /// One listener id per attached fd, in order.
         listeners: Vec<ListenerId>,

@@ -191,8 +191,8 @@ impl Link {
         self.want_acks = on;
     }
 
-    /// Asks the worker to report closed connections at the end of every loop turn that
-    /// closed some, so that `open` is fresh enough to steer by.
+    /// Asks the worker to report closed connections in every loop turn that closed some,
+    /// before it sleeps again, so that `open` is fresh enough to steer by.
     pub fn set_eager_reports(&mut self, on: bool) {
         self.eager_reports = on;
     }

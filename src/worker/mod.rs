@@ -93,7 +93,7 @@ pub struct Worker {
     acked_seq: u64,
     /// A handoff asked to be acknowledged before its connections are served.
     ack_now: bool,
-    /// The master steers by open counts: report closes at the end of every loop turn.
+    /// The master steers by open counts: report closes before sleeping in every loop turn.
     eager_reports: bool,
     /// The most connections this worker holds before it stops reading handoffs (they wait
     /// in its channel, where the master can still recover them): its fd limit less a reserve.
