@@ -271,6 +271,34 @@ fn change_origin_sends_the_targets_host() {
 }
 
 #[test]
+fn change_origin_names_the_retried_target() {
+    // The first target refuses, so the request is retried on the second: the Host it
+    // carries must name the second, not the one that refused.
+    let closed = closed_port();
+    let a = named("A");
+    let p = proxy(&[url(closed.addr), a.url()], &["--change-origin"]);
+    let text = get(p.addr, "/").text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "A", "{text}");
+    assert!(
+        lines.contains(&format!("Host: {}", a.addr).as_str()),
+        "{text}"
+    );
+    assert!(!text.contains(&closed.addr.to_string()), "{text}");
+    // (It was a retry: the refusal is in the log.)
+    p.log.wait_for("proxy error: connect");
+    // HTTP/1.0 without Host: the proxy supplies the target's, and a retry changes it too.
+    let p = proxy(&[url(closed.addr), a.url()], &[]);
+    let r = exchange(p.addr, b"GET /old HTTP/1.0\r\n\r\n");
+    let text = r[0].text();
+    assert!(
+        text.lines().any(|l| l == format!("Host: {}", a.addr)),
+        "{text}"
+    );
+    p.log.wait_for("proxy error: connect");
+}
+
+#[test]
 fn herd_serve_targets_pipelining_and_http_1_0() {
     let backends = [
         Herd::serve(1, &["--app", "bench"]),

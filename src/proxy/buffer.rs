@@ -9,6 +9,7 @@
 //! buffer can be sent again to another target after a failed attempt ([`Buffer::rewind`]).
 
 use std::io::{self, Read, Write};
+use std::ops::Range;
 
 /// Capacity a buffer keeps between exchanges; a rare large head should not pin memory for the
 /// rest of a long keep-alive connection.
@@ -83,6 +84,16 @@ impl Buffer {
         }
         self.start = 0;
         true
+    }
+
+    /// Replaces bytes `range` of the message (offsets from its first byte, as appended since
+    /// the last [`Buffer::clear`]) with `with`; what follows moves. Only on a buffer just
+    /// rewound ([`Buffer::rewind`] returned true), which holds the whole message.
+    pub fn splice(&mut self, range: Range<usize>, with: &[u8]) {
+        debug_assert!(self.dropped == 0 && self.start == 0 && range.end <= self.end);
+        self.data.truncate(self.end);
+        self.data.splice(range, with.iter().copied());
+        self.end = self.data.len();
     }
 
     /// Empties the buffer for the next message, releasing capacity beyond [`RETAINED`].

@@ -78,6 +78,10 @@ pub(crate) struct Exchange {
     pub started: Instant,
     /// Last time response bytes arrived.
     pub last_progress: Instant,
+    /// Where the request head in `to_upstream` names the target as its `Host`
+    /// (`--change-origin`, or an HTTP/1.0 request without one): a retry on another target
+    /// rewrites it there.
+    pub host: Option<std::ops::Range<usize>>,
 }
 
 /// One client connection.

@@ -8,6 +8,7 @@
 //! client was (node-http-proxy's `xfwd`).
 
 use std::net::IpAddr;
+use std::ops::Range;
 
 use httparse::Header;
 
@@ -60,7 +61,15 @@ pub(crate) struct Forwarded<'a> {
 /// Writes the request head for the target: always HTTP/1.1 (keep-alive is the default, so the
 /// connection can go back to the pool), the client's end-to-end fields, then `Host`,
 /// `X-Forwarded-*`, framing and `Connection` as this hop needs them.
-pub(crate) fn write_request_head(out: &mut Vec<u8>, head: &Head<'_, '_>, fwd: &Forwarded<'_>) {
+///
+/// Returns where in `out` the `Host` value is when it names the target rather than what the
+/// client sent (`--change-origin`, or an HTTP/1.0 request without `Host`): a retry on another
+/// target must change it (see `Exchange::host`).
+pub(crate) fn write_request_head(
+    out: &mut Vec<u8>,
+    head: &Head<'_, '_>,
+    fwd: &Forwarded<'_>,
+) -> Option<Range<usize>> {
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.path.as_bytes());
@@ -87,11 +96,16 @@ pub(crate) fn write_request_head(out: &mut Vec<u8>, head: &Head<'_, '_>, fwd: &F
         }
         field(out, name.as_bytes(), h.value);
     }
-    match (fwd.host, original_host) {
-        (Some(host), _) => field(out, b"Host", host.as_bytes()),
-        (None, None) => field(out, b"Host", fwd.target_authority.as_bytes()),
-        (None, Some(_)) => {}
-    }
+    let target_host = match (fwd.host, original_host) {
+        (Some(host), _) => Some(host),
+        (None, None) => Some(fwd.target_authority),
+        (None, Some(_)) => None,
+    };
+    let host_range = target_host.map(|host| {
+        let start = out.len() + b"Host: ".len();
+        field(out, b"Host", host.as_bytes());
+        start..start + host.len()
+    });
     out.extend_from_slice(b"X-Forwarded-For: ");
     for previous in forwarded_for {
         out.extend_from_slice(previous);
@@ -110,6 +124,7 @@ pub(crate) fn write_request_head(out: &mut Vec<u8>, head: &Head<'_, '_>, fwd: &F
         out.extend_from_slice(b"Connection: Upgrade\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    host_range
 }
 
 /// How the response body reaches the client.

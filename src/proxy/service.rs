@@ -228,8 +228,9 @@ impl ProxyService {
             upgrade,
         };
         client.to_upstream.clear();
+        let mut host = None;
         client.to_upstream.extend_with(&mut self.scratch, |out| {
-            headers::write_request_head(out, &head, &fwd)
+            host = headers::write_request_head(out, &head, &fwd);
         });
         let request = match head.body {
             BodyKind::None => BodyFramer::Done,
@@ -259,6 +260,7 @@ impl ProxyService {
             answered: false,
             started: now,
             last_progress: now,
+            host,
         });
         client.input.consume(len);
         self.in_flight[target] += 1;
@@ -571,7 +573,14 @@ impl ProxyService {
                 && (failure.refused || !ex.wrote_upstream || (ex.reused && ex.idempotent));
             if retry && self.clients[ck].to_upstream.rewind() {
                 if let Some(next) = self.pick(now, Some(target)) {
-                    let ex = self.clients[ck].exchange.as_mut().expect("an exchange");
+                    let client = &mut self.clients[ck];
+                    let ex = client.exchange.as_mut().expect("an exchange");
+                    if let Some(range) = ex.host.take() {
+                        // The head named the failed target as Host: name the next one.
+                        let authority = self.config.targets[next].authority.as_bytes();
+                        client.to_upstream.splice(range.clone(), authority);
+                        ex.host = Some(range.start..range.start + authority.len());
+                    }
                     ex.attempts += 1;
                     self.in_flight[target] -= 1;
                     self.in_flight[next] += 1;
