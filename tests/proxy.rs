@@ -453,9 +453,10 @@ fn large_bodies_stream_both_ways_with_bounded_memory() {
     assert!(peak < 32 * 1024, "worker peak RSS {peak} kB");
 }
 
-#[test]
-fn websocket_upgrade_is_tunnelled_both_ways() {
-    let server = TestServer::start(|mut r, stats| {
+/// A target that answers an Upgrade request with 101, then echoes raw bytes until the proxy
+/// closes (counted in `closed_by_peer`).
+fn websocket_echo() -> TestServer {
+    TestServer::start(|mut r, stats| {
         let Some(head) = read_head(&mut r) else {
             return;
         };
@@ -480,7 +481,12 @@ fn websocket_upgrade_is_tunnelled_both_ways() {
                 }
             }
         }
-    });
+    })
+}
+
+#[test]
+fn websocket_upgrade_is_tunnelled_both_ways() {
+    let server = websocket_echo();
     let p = proxy(&[server.url()], &[]);
     let mut s = connect(p.addr);
     // The first frame rides in the same packet as the upgrade request.
@@ -675,4 +681,35 @@ fn client_disconnect_mid_request_closes_the_upstream_connection() {
     wait_until("the upstream connection to be closed", || {
         server.stats.closed_by_peer.load(Ordering::SeqCst) == 1
     });
+}
+
+#[test]
+fn an_idle_tunnel_is_closed_on_both_sides() {
+    let server = websocket_echo();
+    let p = proxy(&[server.url()], &["--tunnel-timeout", "0.3"]);
+    let mut s = connect(p.addr);
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    assert_eq!(
+        read_head(&mut r).unwrap()[0],
+        "HTTP/1.1 101 Switching Protocols"
+    );
+    s.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    r.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    // Then nothing either way: the proxy closes the client side (EOF, not the read timeout)…
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let n = r.read_to_end(&mut rest).expect("EOF from the proxy");
+    assert_eq!(n, 0, "{rest:?}");
+    // …and the target side.
+    wait_until("the target to see the tunnel closed", || {
+        server.stats.closed_by_peer.load(Ordering::SeqCst) == 1
+    });
+    p.log.wait_for("tunnel idle for 0.3s, closed");
 }

@@ -36,6 +36,9 @@ pub struct ProxyArgs {
     /// Send the target's host:port as Host instead of the client's (changeOrigin).
     #[arg(long)]
     change_origin: bool,
+    /// Seconds a tunnel (WebSocket) may carry no byte either way before both sides are closed.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    tunnel_timeout: f64,
     /// Seconds a graceful stop waits for workers before killing them.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     shutdown_timeout: f64,
@@ -50,13 +53,14 @@ pub fn main(args: ProxyArgs) -> ExitCode {
             Err(format!("herd: {flag} must be a number of seconds >= {min}"))
         }
     };
-    let durations = seconds("--upstream-timeout", args.upstream_timeout, 0.001).and_then(|u| {
+    let durations = (|| -> Result<_, String> {
         Ok((
-            u,
+            seconds("--upstream-timeout", args.upstream_timeout, 0.001)?,
+            seconds("--tunnel-timeout", args.tunnel_timeout, 0.001)?,
             seconds("--shutdown-timeout", args.shutdown_timeout, 0.0)?,
         ))
-    });
-    let (upstream_timeout, shutdown_timeout) = match durations {
+    })();
+    let (upstream_timeout, tunnel_timeout, shutdown_timeout) = match durations {
         Ok(d) => d,
         Err(message) => {
             eprintln!("{message}");
@@ -67,6 +71,7 @@ pub fn main(args: ProxyArgs) -> ExitCode {
     config.balance = args.balance;
     config.upstream_timeout = upstream_timeout;
     config.change_origin = args.change_origin;
+    config.tunnel_timeout = tunnel_timeout;
     for (i, t) in config.targets.iter().enumerate() {
         log::info!("proxy: target {i}: {t}");
     }

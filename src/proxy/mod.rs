@@ -57,6 +57,10 @@ pub struct ProxyConfig {
     /// Send the target's `host:port` as `Host` instead of the client's (node-http-proxy's
     /// `changeOrigin`).
     pub change_origin: bool,
+    /// How long a tunnel (WebSocket, after `101`) may carry no byte either way before the
+    /// proxy closes both sides: a peer that vanished without a FIN would otherwise hold two
+    /// fds forever.
+    pub tunnel_timeout: Duration,
     /// Head limits for requests and responses; bodies are streamed, so unlimited.
     pub(crate) limits: Limits,
 }
@@ -69,6 +73,7 @@ impl ProxyConfig {
             balance: Balance::RoundRobin,
             upstream_timeout: Duration::from_secs(30),
             change_origin: false,
+            tunnel_timeout: Duration::from_secs(300),
             limits: Limits {
                 max_body_bytes: usize::MAX,
                 ..Limits::default()

@@ -734,6 +734,17 @@ impl ProxyService {
                 self.close_client(cx, ck, false)
             }
             _ if stalled_write => self.close_client(cx, ck, false),
+            Phase::Tunnel
+                if now.duration_since(client.last_progress) > self.config.tunnel_timeout =>
+            {
+                // Every byte either way moves the client's last_progress (a read for one
+                // direction, a write for the other).
+                log::info!(
+                    "proxy: tunnel idle for {}s, closed",
+                    self.config.tunnel_timeout.as_secs_f64()
+                );
+                self.close_client(cx, ck, false)
+            }
             Phase::Open => match &client.exchange {
                 Some(ex) => {
                     let waiting = matches!(ex.response, ResponseState::Head);
