@@ -72,8 +72,7 @@ fn connections_queued_for_a_worker_that_dies_are_served_by_another() {
         .unwrap();
     // Wait until B is asleep in its handler: from now on it reads nothing from its channel.
     wait_until("worker B asleep in its handler", || {
-        std::fs::read_to_string(format!("/proc/{b_pid}/wchan"))
-            .is_ok_and(|w| w.contains("nanosleep"))
+        asleep_in_handler(b_pid)
     });
     // Ten more connections: five go to A, five queue in B's channel, unread.
     let mut conns: Vec<TcpStream> = (0..10).map(|_| connect(h.addr)).collect();

@@ -97,21 +97,25 @@ policy_tests! {
     reuseport_serves_respawns_and_stops => "reuseport",
 }
 
+/// `herd serve --app bench` under `policy` with an admin endpoint; the admin address.
+fn bench_with_admin(workers: usize, policy: &str) -> (Herd, SocketAddr) {
+    let args = [
+        "--app",
+        "bench",
+        "--policy",
+        policy,
+        "--admin",
+        "127.0.0.1:0",
+    ];
+    let h = Herd::serve(workers, &args);
+    let admin = h.admin_addr();
+    (h, admin)
+}
+
 /// N requests on M keep-alive connections: the workers' counters sum to N and M, and every
 /// connection is reported closed.
 fn metrics_add_up(policy: &str) {
-    let h = Herd::serve(
-        3,
-        &[
-            "--app",
-            "bench",
-            "--policy",
-            policy,
-            "--admin",
-            "127.0.0.1:0",
-        ],
-    );
-    let admin = h.admin_addr();
+    let (h, admin) = bench_with_admin(3, policy);
     let per_connection = [1, 2, 3, 4, 5, 6, 7];
     for &n in &per_connection {
         let mut s = connect(h.addr);
@@ -214,12 +218,7 @@ fn finishes_in_flight_requests_on_sigterm(policy: &str) {
     s.write_all(b"GET /sleep/1000 HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     // Wait until a worker is inside the handler, so the request is truly in flight.
-    wait_until("a worker asleep in its handler", || {
-        h.live_worker_pids().iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-                .is_ok_and(|w| w.contains("nanosleep"))
-        })
-    });
+    h.wait_worker_asleep();
     h.signal(libc::SIGTERM);
     let mut reader = BufReader::new(s);
     let r = read_response(&mut reader, false).expect("the in-flight response");
@@ -282,28 +281,12 @@ fn open_by_worker(admin: SocketAddr) -> Vec<(u32, u64)> {
 /// A load-aware policy never hands a connection to a worker blocked in a handler while
 /// the other is idle (once the master has heard of the idle worker's closes).
 fn steers_around_a_blocked_worker(policy: &str) {
-    let h = Herd::serve(
-        2,
-        &[
-            "--app",
-            "bench",
-            "--policy",
-            policy,
-            "--admin",
-            "127.0.0.1:0",
-        ],
-    );
-    let admin = h.admin_addr();
+    let (h, admin) = bench_with_admin(2, policy);
     let mut blocked = connect(h.addr);
     blocked
         .write_all(b"GET /sleep/60000 HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    wait_until("a worker asleep in its handler", || {
-        h.live_worker_pids().iter().any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-                .is_ok_and(|w| w.contains("nanosleep"))
-        })
-    });
+    h.wait_worker_asleep();
     let (sleeper, _) = *open_by_worker(admin)
         .iter()
         .find(|&&(_, open)| open == 1)

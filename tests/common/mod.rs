@@ -173,6 +173,13 @@ impl Herd {
             .collect()
     }
 
+    /// Waits until one of the workers is asleep in its handler (`/sleep/N` in flight).
+    pub fn wait_worker_asleep(&self) {
+        wait_until("a worker asleep in its handler", || {
+            self.live_worker_pids().into_iter().any(asleep_in_handler)
+        });
+    }
+
     /// Sends a signal to the master.
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
@@ -207,6 +214,11 @@ impl Drop for Herd {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+}
+
+/// Whether process `pid` sleeps in `nanosleep` (a bench handler's `/sleep/N`).
+pub fn asleep_in_handler(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("nanosleep"))
 }
 
 /// Polls `cond` every 10 ms until it holds; panics with `what` at the deadline.
