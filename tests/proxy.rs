@@ -713,3 +713,43 @@ fn an_idle_tunnel_is_closed_on_both_sides() {
     });
     p.log.wait_for("tunnel idle for 0.3s, closed");
 }
+
+#[test]
+fn upstream_sockets_count_against_the_workers_fd_budget() {
+    raise_fd_limit();
+    // A target that takes 100 ms to answer, so that many requests are in flight at once.
+    let slow = TestServer::start(|mut r, _| {
+        while let Some(head) = read_head(&mut r) {
+            read_body(&mut r, &head, |_| {});
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if r.get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    // 128 descriptors: a worker's budget is 64. Were clients alone counted, it would take
+    // 64 clients, and their 64 upstream connections would run it out of descriptors (502s).
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=128:128")
+        .arg(herd_bin())
+        .args(["proxy", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .args(["--target", &slow.url()]);
+    let p = Herd::start(cmd, 1);
+    let mut clients: Vec<TcpStream> = (0..100).map(|_| connect(p.addr)).collect();
+    for c in &mut clients {
+        c.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    for c in clients {
+        let r = read_response(&mut BufReader::new(c), false).expect("a response");
+        assert_eq!(r.status, 200, "{}: {:?}", r.text(), p.log.lines());
+    }
+    assert!(
+        !p.log.lines().iter().any(|l| l.contains("proxy error")),
+        "{:?}",
+        p.log.lines()
+    );
+}

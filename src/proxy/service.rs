@@ -893,4 +893,14 @@ impl Service for ProxyService {
         // but never hold up a drain: `drain` closes them.
         self.clients.len() + self.pool.all().count().min(1)
     }
+
+    fn fds_held(&self) -> usize {
+        // Each client holds, or may open at its next request, one upstream connection:
+        // reserve it, plus the idle pooled connections no client holds.
+        2 * self.clients.len() + self.pool.all().count()
+    }
+
+    fn fds_per_connection(&self) -> usize {
+        2
+    }
 }

@@ -270,13 +270,11 @@ impl Worker {
         }
 
         loop {
-            let open: usize = self.services.iter().map(|s| s.open_connections()).sum();
             // Near the fd limit, leave handoffs queued in the channel rather than have the
-            // kernel drop connections it cannot install; `channel_ready` stays set and the
-            // next tick retries.
-            if channel_ready && open + MAX_FDS_PER_HANDOFF <= self.max_open {
-                channel_ready = false;
-                self.read_channel(&mut buf, &mut arrived)?;
+            // kernel drop connections it cannot install (or take connections that could not
+            // open what they need): `channel_ready` stays set and the next tick retries.
+            if channel_ready {
+                channel_ready = !self.read_channel(&mut buf, &mut arrived)?;
             }
             let now = Instant::now();
             if TERM.swap(false, Ordering::Relaxed) && !self.draining {
@@ -381,8 +379,27 @@ impl Worker {
 
     /// Connections this worker can still take under its fd limit.
     fn room(&self) -> usize {
-        let open: usize = self.services.iter().map(|s| s.open_connections()).sum();
-        self.max_open.saturating_sub(open)
+        self.max_open.saturating_sub(self.fds_held()) / self.fds_per_connection()
+    }
+
+    /// Descriptors the services hold (connections, and a proxy's upstream sockets).
+    fn fds_held(&self) -> usize {
+        self.services.iter().map(|s| s.fds_held()).sum()
+    }
+
+    /// Descriptors a new connection may come to hold, at most (2 for a proxy's client).
+    fn fds_per_connection(&self) -> usize {
+        (self.services.iter())
+            .map(|s| s.fds_per_connection())
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Whether another full handoff fits in the fd budget, with `arrived` connections
+    /// received and not yet given to their service.
+    fn has_room_for_handoff(&self, arrived: usize) -> bool {
+        let cost = (arrived + MAX_FDS_PER_HANDOFF) * self.fds_per_connection();
+        self.fds_held() + cost <= self.max_open
     }
 
     /// Acceptor `a`'s socket is readable: accept into its service. `last`: the worker is
@@ -434,19 +451,24 @@ impl Worker {
     }
 
     /// Reads every packet waiting on the channel (it is edge-triggered).
+    /// Reads the channel until it is empty (`Ok(true)`) or the next handoff would not fit
+    /// in the fd budget (`Ok(false)`: packets remain, read them once connections close).
     fn read_channel(
         &mut self,
         buf: &mut [u8],
         arrived: &mut Vec<(ListenerId, OwnedFd)>,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         loop {
+            if !self.has_room_for_handoff(arrived.len()) {
+                return Ok(false);
+            }
             match self.channel.recv(buf)? {
                 Received::Packet(n, fds) => {
                     let msg = ToWorker::decode(&buf[..n])?;
                     self.on_packet(msg, fds, arrived)?;
                 }
                 Received::Truncated(n) => lost_to_truncation(self.id, &buf[..n]),
-                Received::WouldBlock => return Ok(()),
+                Received::WouldBlock => return Ok(true),
                 Received::Closed => {
                     return Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
@@ -513,7 +535,8 @@ impl Worker {
 }
 
 /// How many connections fit under this process's open-file limit, keeping a reserve for
-/// the worker's own fds (stdio, poll, channel, a handler's files, a proxy's upstreams).
+/// the worker's own fds (stdio, poll, channel, a handler's files; a proxy's upstream sockets
+/// count against the budget itself, see [`Service::fds_held`]).
 pub(crate) fn connection_capacity() -> usize {
     let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .unwrap_or((1024, 1024));

@@ -111,4 +111,18 @@ pub trait Service: 'static {
 
     /// Connections still open (the worker exits a drain when every service reports 0).
     fn open_connections(&self) -> usize;
+
+    /// File descriptors the service holds: its connections, and any sockets it opened
+    /// itself (a proxy's upstream connections). The worker stops reading handoffs while
+    /// these fill its fd budget, so that a connection it takes can still open what it needs.
+    fn fds_held(&self) -> usize {
+        self.open_connections()
+    }
+
+    /// The most descriptors one connection of this service may come to hold (its own, and
+    /// what it opens for it): the worker takes a handoff only if that many fit per
+    /// connection.
+    fn fds_per_connection(&self) -> usize {
+        1
+    }
 }
