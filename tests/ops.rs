@@ -258,6 +258,30 @@ fn a_binary_upgrade_under_load_fails_no_request_and_the_new_master_takes_over() 
 }
 
 #[test]
+fn a_reuseport_upgrade_keeps_the_port() {
+    // Under reuseport the master holds a bound, non-listening reservation; the upgrade
+    // passes it on and the new master's workers listen on the same port.
+    let mut h = Herd::serve(2, &["--app", "bench", "--policy", "reuseport"]);
+    h.signal(libc::SIGUSR2);
+    let line = h.log.wait_for("upgrade: new master pid ");
+    let new_master: i32 = line
+        .split("new master pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the new master's pid");
+    let mut cleanup = KillOnDrop(vec![new_master]);
+    assert_eq!(h.wait_exit().code(), Some(0), "the old master exits 0");
+    let mut seen = BTreeSet::new();
+    wait_until("both new workers answering on the old port", || {
+        seen.insert(get(h.addr, "/worker").text().parse::<u32>().unwrap());
+        seen.len() == 2
+    });
+    assert_eq!(seen, BTreeSet::from([3, 4]), "{:#?}", h.log.lines());
+    cleanup.0.extend(worker_pids_of(new_master));
+}
+
+#[test]
 fn an_upgrade_to_a_binary_that_fails_leaves_the_old_master_serving() {
     for (bin, why) in [
         ("/bin/false", "exited (code 1)"),

@@ -13,10 +13,12 @@
 //! equals the requested address; only otherwise is a new socket bound.
 //!
 //! Under `reuseport` the master's socket for an address is only a reservation, bound and not
-//! listening (see [`crate::reuseport`]); each worker gets a listening socket of its own. An
-//! inherited socket is already listening, so it cannot serve as a reservation: under
-//! `reuseport` the pool is not used (and binding fails while an inherited socket holds the
-//! port without `SO_REUSEPORT`).
+//! listening (see [`crate::reuseport`]); each worker gets a listening socket of its own. A
+//! herd upgrade passes the reservation on, and the new master takes it from the pool the same
+//! way, keeping the port. A listening inherited socket (systemd's) cannot serve as a
+//! reservation, and a reservation cannot serve the other policies: each policy takes only
+//! its own kind from the pool (and under `reuseport` binding fails while a socket from
+//! systemd holds the port without `SO_REUSEPORT`).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -109,10 +111,7 @@ impl Listeners {
         if self.list.len() > u16::MAX as usize {
             return Err(io::Error::other("too many listeners"));
         }
-        let inherited = match acceptance {
-            Acceptance::ReusePort => None,
-            _ => self.take_inherited(requested),
-        };
+        let inherited = self.take_inherited(requested, acceptance != Acceptance::ReusePort);
         let socket = match inherited {
             Some(inherited) => {
                 log::info!(
@@ -166,12 +165,16 @@ impl Listeners {
         self.inherited.iter()
     }
 
-    fn take_inherited(&mut self, requested: SocketAddr) -> Option<super::systemd::Inherited> {
-        let i = self
-            .inherited
-            .iter()
-            .position(|s| s.requested == Some(requested))
-            .or_else(|| self.inherited.iter().position(|s| s.local == requested))?;
+    /// The inherited socket for `requested` that is `listening` (or a reservation).
+    fn take_inherited(
+        &mut self,
+        requested: SocketAddr,
+        listening: bool,
+    ) -> Option<super::systemd::Inherited> {
+        let kind = |s: &&super::systemd::Inherited| s.listening == listening;
+        let i = (self.inherited.iter())
+            .position(|s| kind(&s) && s.requested == Some(requested))
+            .or_else(|| (self.inherited.iter()).position(|s| kind(&s) && s.local == requested))?;
         Some(self.inherited.remove(i))
     }
 

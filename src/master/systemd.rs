@@ -76,11 +76,15 @@ pub struct Inherited {
     pub local: SocketAddr,
     /// The address it was requested as, if the passer said ([`REQUESTED_ENV`]).
     pub requested: Option<SocketAddr>,
+    /// Listening; else a `reuseport` reservation passed on by a herd upgrade (bound with
+    /// `SO_REUSEPORT`, never listening: see [`crate::reuseport`]).
+    pub listening: bool,
 }
 
 /// Takes over the listening sockets passed by `$LISTEN_FDS` (if `$LISTEN_PID` is this
-/// process). An fd that is not a listening TCP socket is an error: the unit file or the
-/// passer is wrong, and serving on something else would be worse than stopping.
+/// process). An fd that is neither a listening TCP socket nor a `reuseport` reservation is an
+/// error: the unit file or the passer is wrong, and serving on something else would be worse
+/// than stopping.
 pub fn inherited_listeners() -> io::Result<Vec<Inherited>> {
     let (Some(pid), Some(count)) = (
         std::env::var_os("LISTEN_PID"),
@@ -106,20 +110,22 @@ pub fn inherited_listeners() -> io::Result<Vec<Inherited>> {
     let mut requested = requested.split(',').map(|a| a.parse::<SocketAddr>().ok());
     let mut out = Vec::new();
     for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
-        let socket = adopt(fd)?;
+        let (socket, listening) = adopt(fd)?;
         let local = socket.local_addr()?;
         out.push(Inherited {
             fd,
             socket,
             local,
             requested: requested.next().flatten(),
+            listening,
         });
     }
     Ok(out)
 }
 
-/// Checks that `fd` is a listening TCP socket and takes ownership of it.
-fn adopt(fd: RawFd) -> io::Result<std::net::TcpListener> {
+/// Checks that `fd` is a listening TCP socket, or a bound `SO_REUSEPORT` one (a `reuseport`
+/// reservation), and takes ownership of it; whether it listens.
+fn adopt(fd: RawFd) -> io::Result<(std::net::TcpListener, bool)> {
     use nix::sys::socket::{getsockopt, sockopt};
     let not_listener = |why: String| {
         io::Error::other(format!(
@@ -138,18 +144,23 @@ fn adopt(fd: RawFd) -> io::Result<std::net::TcpListener> {
     let kind = getsockopt(&owned, sockopt::SockType).map_err(|e| not_listener(e.to_string()))?;
     let listening =
         getsockopt(&owned, sockopt::AcceptConn).map_err(|e| not_listener(e.to_string()))?;
-    if kind != nix::sys::socket::SockType::Stream || !listening {
+    let reuseport =
+        getsockopt(&owned, sockopt::ReusePort).map_err(|e| not_listener(e.to_string()))?;
+    if kind != nix::sys::socket::SockType::Stream || !(listening || reuseport) {
         return Err(not_listener(format!(
-            "type {kind:?}, listening {listening}"
+            "type {kind:?}, listening {listening}, SO_REUSEPORT {reuseport}"
         )));
     }
     let socket = std::net::TcpListener::from(owned);
-    socket
+    let local = socket
         .local_addr()
         .map_err(|e| not_listener(e.to_string()))?;
+    if local.port() == 0 {
+        return Err(not_listener("not bound".to_string()));
+    }
     socket.set_nonblocking(true)?;
     set_cloexec(socket.as_raw_fd(), true)?;
-    Ok(socket)
+    Ok((socket, listening))
 }
 
 /// Sets or clears `FD_CLOEXEC` on `fd`.
