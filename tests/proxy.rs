@@ -697,11 +697,9 @@ fn an_idle_tunnel_is_closed_on_both_sides() {
         read_head(&mut r).unwrap()[0],
         "HTTP/1.1 101 Switching Protocols"
     );
-    s.write_all(b"ping").unwrap();
-    let mut back = [0u8; 4];
-    r.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"ping");
-    // Then nothing either way: the proxy closes the client side (EOF, not the read timeout)…
+    // Nothing either way (no exchange here, so that a slow machine cannot fail the test by
+    // letting 0.3 s pass between steps): the proxy closes the client side (EOF, not the
+    // read timeout)…
     s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
         .unwrap();
     let mut rest = Vec::new();
