@@ -95,8 +95,9 @@ pub struct Worker {
     ack_now: bool,
     /// The master steers by open counts: report closes before sleeping in every loop turn.
     eager_reports: bool,
-    /// The most connections this worker holds before it stops reading handoffs (they wait
-    /// in its channel, where the master can still recover them): its fd limit less a reserve.
+    /// The fds its services may hold (connections, and what they open for them) before it
+    /// stops reading handoffs (they wait in its channel, where the master can still recover
+    /// them): its fd limit less a reserve.
     max_open: usize,
     counters: Counters,
     /// The master sent `Drain`; the loop acts on it.
@@ -450,8 +451,7 @@ impl Worker {
         f(self.services[svc].as_mut(), &mut cx);
     }
 
-    /// Reads every packet waiting on the channel (it is edge-triggered).
-    /// Reads the channel until it is empty (`Ok(true)`) or the next handoff would not fit
+    /// Reads the channel (edge-triggered) until it is empty (`Ok(true)`) or the next handoff would not fit
     /// in the fd budget (`Ok(false)`: packets remain, read them once connections close).
     fn read_channel(
         &mut self,
