@@ -148,6 +148,24 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// USR2 to the master: waits until the new master is ready and the old one has exited 0;
+/// the new master's pid.
+fn upgrade(h: &mut Herd) -> i32 {
+    h.signal(libc::SIGUSR2);
+    let line = h.log.wait_for("upgrade: new master pid ");
+    let new_master: i32 = line
+        .split("new master pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the new master's pid");
+    // Killed if the old master does not exit as it should; the caller owns it after.
+    let mut cleanup = KillOnDrop(vec![new_master]);
+    assert_eq!(h.wait_exit().code(), Some(0), "the old master exits 0");
+    cleanup.0.clear();
+    new_master
+}
+
 fn worker_pids_of(master: i32) -> Vec<i32> {
     std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
         .unwrap_or_default()
@@ -220,16 +238,8 @@ fn a_binary_upgrade_under_load_fails_no_request_and_the_new_master_takes_over() 
     let load = LoadLoop::start(h.addr, 2, 2);
     load.wait_more(200);
 
-    h.signal(libc::SIGUSR2);
-    let line = h.log.wait_for("upgrade: new master pid ");
-    let new_master: i32 = line
-        .split("new master pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .expect("the new master's pid");
+    let new_master = upgrade(&mut h);
     let mut cleanup = KillOnDrop(vec![new_master]);
-    assert_eq!(h.wait_exit().code(), Some(0), "the old master exits 0");
     assert_eq!(
         read_pid(),
         Some(new_master),
@@ -262,16 +272,8 @@ fn a_reuseport_upgrade_keeps_the_port() {
     // Under reuseport the master holds a bound, non-listening reservation; the upgrade
     // passes it on and the new master's workers listen on the same port.
     let mut h = Herd::serve(2, &["--app", "bench", "--policy", "reuseport"]);
-    h.signal(libc::SIGUSR2);
-    let line = h.log.wait_for("upgrade: new master pid ");
-    let new_master: i32 = line
-        .split("new master pid ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .expect("the new master's pid");
+    let new_master = upgrade(&mut h);
     let mut cleanup = KillOnDrop(vec![new_master]);
-    assert_eq!(h.wait_exit().code(), Some(0), "the old master exits 0");
     let mut seen = BTreeSet::new();
     wait_until("both new workers answering on the old port", || {
         seen.insert(get(h.addr, "/worker").text().parse::<u32>().unwrap());
