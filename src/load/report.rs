@@ -287,7 +287,7 @@ impl LoadReport {
 \"elapsed_s\":{},\"requests\":{},\"requests_per_sec\":{},\"bytes_read\":{},\
 \"bytes_per_sec\":{},\"connections_opened\":{},\"in_flight_at_deadline\":{},\
 \"queued_at_deadline\":{},\"status\":{},\"errors\":{},\"latency_us\":{{\"count\":{},\
-\"min\":{},\"mean\":{},\"stdev\":{},\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{},\"max\":{}}}",
+\"min\":{},\"mean\":{},\"stdev\":{},{}}}",
             json_string(&self.url),
             self.threads,
             self.connections,
@@ -307,26 +307,17 @@ impl LoadReport {
             h.min(),
             json_number(h.mean()),
             json_number(h.stdev()),
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.9),
-            h.value_at_quantile(0.99),
-            h.value_at_quantile(0.999),
-            h.max(),
+            json_quantiles(h),
         );
         let paths: Vec<String> = (self.paths.iter())
             .map(|p| {
                 let h = &p.latency_us;
                 format!(
-                    "{{\"path\":{},\"weight\":{},\"count\":{},\"p50\":{},\"p90\":{},\"p99\":{},\
-\"p99_9\":{},\"max\":{}}}",
+                    "{{\"path\":{},\"weight\":{},\"count\":{},{}}}",
                     json_string(&p.path),
                     p.weight,
                     h.len(),
-                    h.value_at_quantile(0.5),
-                    h.value_at_quantile(0.9),
-                    h.value_at_quantile(0.99),
-                    h.value_at_quantile(0.999),
-                    h.max()
+                    json_quantiles(h)
                 )
             })
             .collect();
@@ -479,6 +470,18 @@ fn json_string(s: &str) -> String {
 }
 
 /// A JSON object of counts.
+/// `"p50":…,"p90":…,"p99":…,"p99_9":…,"max":…` of a latency histogram (µs).
+fn json_quantiles(h: &Histogram<u64>) -> String {
+    format!(
+        "\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{},\"max\":{}",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    )
+}
+
 fn json_counts(counts: &BTreeMap<String, u64>) -> String {
     let fields: Vec<String> = counts
         .iter()
