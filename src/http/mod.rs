@@ -32,6 +32,7 @@ mod session;
 pub(crate) mod syntax;
 #[cfg(test)]
 mod tests;
+mod timeouts;
 
 pub use chunked::{ChunkedDecoder, Progress, MAX_CHUNK_LINE};
 pub use date::DateCache;
@@ -42,6 +43,7 @@ pub use request::Request;
 pub use response::{reason_phrase, Response};
 pub use response_head::{parse_response_head, ResponseBody, ResponseHead};
 pub use session::{Next, Session};
+pub use timeouts::Timeouts;
 
 /// The application: turns each request into a response.
 ///

@@ -43,7 +43,7 @@ pub use balance::Balance;
 pub use service::ProxyService;
 pub use target::Target;
 
-use crate::http::Limits;
+use crate::http::{Limits, Timeouts};
 
 /// What every worker's [`ProxyService`] is configured with.
 #[derive(Debug, Clone)]
@@ -61,6 +61,8 @@ pub struct ProxyConfig {
     /// proxy closes both sides: a peer that vanished without a FIN would otherwise hold two
     /// fds forever.
     pub tunnel_timeout: Duration,
+    /// The client connections' time limits (request, keep-alive, write, linger, drain).
+    pub timeouts: Timeouts,
     /// Head limits for requests and responses; bodies are streamed, so unlimited.
     pub(crate) limits: Limits,
 }
@@ -74,6 +76,7 @@ impl ProxyConfig {
             upstream_timeout: Duration::from_secs(30),
             change_origin: false,
             tunnel_timeout: Duration::from_secs(300),
+            timeouts: Timeouts::default(),
             limits: Limits {
                 max_body_bytes: usize::MAX,
                 ..Limits::default()

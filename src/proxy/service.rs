@@ -30,12 +30,10 @@ use super::health::{Health, Verdict};
 use super::upstream::{Pool, Upstream, POOL_IDLE_TIMEOUT};
 use super::ProxyConfig;
 use crate::http::{parse_head, parse_response_head, BodyKind, ChunkedDecoder, ResponseBody};
-use crate::worker::{Context, Service, KEEP_ALIVE_TIMEOUT, REQUEST_TIMEOUT, WRITE_TIMEOUT};
+use crate::worker::{Context, Service};
 
 /// The tag bit of an upstream connection's local token id; client ids have it clear.
 const UPSTREAM_TAG: usize = 1 << 39;
-/// How long a lingering close waits for the client's EOF.
-const LINGER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What went wrong with a target, for the log line and the retry decision.
 #[derive(Debug)]
@@ -726,11 +724,12 @@ impl ProxyService {
     fn expire(&mut self, cx: &mut Context<'_>, ck: usize) {
         let now = cx.now;
         let timeout = self.config.upstream_timeout;
+        let t = self.config.timeouts;
         let client = &self.clients[ck];
         let stalled_write =
-            !client.output.is_empty() && now.duration_since(client.last_progress) > WRITE_TIMEOUT;
+            !client.output.is_empty() && now.duration_since(client.last_progress) > t.write;
         match client.phase {
-            Phase::Lingering if now.duration_since(client.last_progress) > LINGER_TIMEOUT => {
+            Phase::Lingering if now.duration_since(client.last_progress) > t.linger => {
                 self.close_client(cx, ck, false)
             }
             _ if stalled_write => self.close_client(cx, ck, false),
@@ -769,7 +768,7 @@ impl ProxyService {
                 }
                 None => {
                     if let Some(started) = client.head_started {
-                        if now.duration_since(started) > REQUEST_TIMEOUT {
+                        if now.duration_since(started) > t.request {
                             let date = cx.date();
                             let client = &mut self.clients[ck];
                             client.output.extend_with(&mut self.scratch, |out| {
@@ -780,9 +779,9 @@ impl ProxyService {
                         }
                     } else if client.input.is_empty() {
                         let (since, limit) = if client.requests == 0 {
-                            (client.opened, REQUEST_TIMEOUT)
+                            (client.opened, t.request)
                         } else {
-                            (client.last_progress, KEEP_ALIVE_TIMEOUT)
+                            (client.last_progress, t.keep_alive)
                         };
                         if now.duration_since(since) > limit {
                             self.close_client(cx, ck, false);

@@ -12,7 +12,7 @@
 //!   reports the next arrival as a new edge, so the loop skips the extra `read` → `EAGAIN`.
 //! * **Bounded buffers.** At most `Limits::max_out_bytes` of responses wait for a slow reader;
 //!   past that the connection stops reading (TCP flow control pushes back on the client).
-//! * **Timeouts.** 10 s to send a whole request (else `408`, the slowloris defence), 5 s idle
+//! * **Timeouts** ([`Timeouts`], by default): 10 s to send a whole request (else `408`, the slowloris defence), 5 s idle
 //!   between keep-alive requests (Node's default), 10 s without write progress (slow reader).
 //! * **Lingering close.** After an error response with request bytes still unread, closing
 //!   outright would make the kernel answer those bytes with RST, which can destroy the
@@ -20,7 +20,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -28,24 +28,8 @@ use mio::{Interest, Token};
 use slab::Slab;
 
 use super::service::{Context, Service};
-use crate::http::{Handler, Limits, Next, Session};
+use crate::http::{Handler, Limits, Next, Session, Timeouts};
 
-/// How long a client has to send a complete request (headers and body).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an idle keep-alive connection stays open between requests.
-pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a response may sit unsent without the client reading any of it.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a lingering close waits for the client's EOF.
-const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-/// While draining, how long a connection that has sent nothing yet gets to send its request,
-/// and how long an idle keep-alive connection stays open after the drain began. Closing an
-/// idle keep-alive connection races with a client sending its next request on it (the
-/// request is lost to a reset, and the client cannot tell whether it was processed); so a
-/// draining worker answers that next request with `Connection: close` instead, and closes a
-/// connection that stays silent only after this grace. A client that sends within it never
-/// sees the race.
-const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// The most one `read` takes from a socket.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -94,6 +78,7 @@ struct Conn {
 pub struct HttpService<H: Handler> {
     handler: H,
     limits: Limits,
+    timeouts: Timeouts,
     conns: Slab<Conn>,
     /// One read buffer for every connection: a read lands here and only the bytes read are
     /// copied to the connection's own `input`, so an idle connection holds no read buffer
@@ -105,11 +90,12 @@ pub struct HttpService<H: Handler> {
 }
 
 impl<H: Handler> HttpService<H> {
-    /// A server answering every request with `handler`, within `limits`.
-    pub fn new(handler: H, limits: Limits) -> Self {
+    /// A server answering every request with `handler`, within `limits` and `timeouts`.
+    pub fn new(handler: H, limits: Limits, timeouts: Timeouts) -> Self {
         HttpService {
             handler,
             limits,
+            timeouts,
             conns: Slab::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             draining: false,
@@ -125,6 +111,7 @@ impl<H: Handler> HttpService<H> {
             &mut self.scratch,
             &self.handler,
             &self.limits,
+            &self.timeouts,
             self.draining,
         );
         let answered = conn.session.requests() - conn.reported;
@@ -166,10 +153,11 @@ impl Conn {
         scratch: &mut [u8],
         handler: &dyn Handler,
         limits: &Limits,
+        timeouts: &Timeouts,
         draining: bool,
     ) -> Status {
         if self.phase == Phase::Lingering {
-            return self.linger(cx.now);
+            return self.linger(cx.now, timeouts);
         }
         loop {
             let mut progressed = false;
@@ -191,7 +179,7 @@ impl Conn {
                 self.out.clear();
                 self.written = 0;
                 if self.phase == Phase::Closing {
-                    return self.finish(cx.now);
+                    return self.finish(cx.now, timeouts);
                 }
                 // The session stops at `max_out_bytes` of pipelined responses; resume it.
                 if !self.input.is_empty() {
@@ -265,7 +253,7 @@ impl Conn {
 
     /// All output is flushed and the session is done: close now, or linger if the client
     /// may still be sending bytes we never read.
-    fn finish(&mut self, now: Instant) -> Status {
+    fn finish(&mut self, now: Instant, timeouts: &Timeouts) -> Status {
         if !self.session.has_unread() && self.input.is_empty() {
             return Status::Close;
         }
@@ -275,10 +263,10 @@ impl Conn {
         self.phase = Phase::Lingering;
         self.last_progress = now;
         self.can_read = true;
-        self.linger(now)
+        self.linger(now, timeouts)
     }
 
-    fn linger(&mut self, now: Instant) -> Status {
+    fn linger(&mut self, now: Instant, timeouts: &Timeouts) -> Status {
         let mut sink = [0u8; 4096];
         loop {
             match self.stream.read(&mut sink) {
@@ -289,7 +277,7 @@ impl Conn {
                 Err(_) => return Status::Close,
             }
         }
-        if now.duration_since(self.last_progress) > LINGER_TIMEOUT {
+        if now.duration_since(self.last_progress) > timeouts.linger {
             Status::Close
         } else {
             Status::Alive
@@ -298,27 +286,32 @@ impl Conn {
 
     /// The timeout rules; `Some(true)` asks for a 408, `Some(false)` for a silent close.
     /// `drain_started` is set while the worker drains.
-    fn expired(&self, now: Instant, drain_started: Option<Instant>) -> Option<bool> {
+    fn expired(
+        &self,
+        now: Instant,
+        drain_started: Option<Instant>,
+        timeouts: &Timeouts,
+    ) -> Option<bool> {
         let draining = drain_started.is_some();
         match self.phase {
             Phase::Lingering => {
-                (now.duration_since(self.last_progress) > LINGER_TIMEOUT).then_some(false)
+                (now.duration_since(self.last_progress) > timeouts.linger).then_some(false)
             }
             _ if self.written < self.out.len() => {
-                (now.duration_since(self.last_progress) > WRITE_TIMEOUT).then_some(false)
+                (now.duration_since(self.last_progress) > timeouts.write).then_some(false)
             }
             Phase::Closing => None,
             Phase::Open => {
                 if let Some(started) = self.request_started {
-                    return (now.duration_since(started) > REQUEST_TIMEOUT).then_some(true);
+                    return (now.duration_since(started) > timeouts.request).then_some(true);
                 }
                 if self.session.requests() == 0 {
                     // Nothing received yet: the request timeout applies from the connection's
                     // arrival; while draining, only a short grace.
                     let limit = if draining {
-                        DRAIN_GRACE
+                        timeouts.drain_grace
                     } else {
-                        REQUEST_TIMEOUT
+                        timeouts.request
                     };
                     return (now.duration_since(self.opened) > limit).then_some(!draining);
                 }
@@ -326,9 +319,9 @@ impl Conn {
                 match drain_started {
                     Some(started) => {
                         let idle_since = self.last_progress.max(started);
-                        (now.duration_since(idle_since) >= DRAIN_GRACE).then_some(false)
+                        (now.duration_since(idle_since) >= timeouts.drain_grace).then_some(false)
                     }
-                    None => (now.duration_since(self.last_progress) >= KEEP_ALIVE_TIMEOUT)
+                    None => (now.duration_since(self.last_progress) >= timeouts.keep_alive)
                         .then_some(false),
                 }
             }
@@ -369,10 +362,14 @@ impl<H: Handler> Service for HttpService<H> {
     fn tick(&mut self, cx: &mut Context<'_>) {
         let now = cx.now;
         let drain_started = self.drain_started;
+        let timeouts = self.timeouts;
         let expired: Vec<(usize, bool)> = self
             .conns
             .iter()
-            .filter_map(|(key, c)| c.expired(now, drain_started).map(|answer| (key, answer)))
+            .filter_map(|(key, c)| {
+                c.expired(now, drain_started, &timeouts)
+                    .map(|answer| (key, answer))
+            })
             .collect();
         for (key, answer) in expired {
             let conn = &mut self.conns[key];
@@ -394,7 +391,7 @@ impl<H: Handler> Service for HttpService<H> {
         self.draining = true;
         self.drain_started = Some(cx.now);
         // Every connection closes at its next request boundary: the response in progress,
-        // or the next one, says `Connection: close`. Idle ones get `DRAIN_GRACE` (`tick`).
+        // or the next one, says `Connection: close`. Idle ones get `Timeouts::drain_grace` (`tick`).
         for (_, conn) in self.conns.iter_mut() {
             conn.session.close_after_current();
         }

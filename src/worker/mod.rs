@@ -22,7 +22,7 @@ mod http_service;
 mod privileges;
 mod service;
 
-pub use http_service::{HttpService, KEEP_ALIVE_TIMEOUT, REQUEST_TIMEOUT, WRITE_TIMEOUT};
+pub use http_service::HttpService;
 pub use privileges::{Credentials, EXIT_CONFIG};
 pub use service::{Context, Counters, Service};
 
@@ -40,7 +40,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::channel::{
     Channel, ListenerId, Received, ToMaster, ToWorker, MAX_FDS_PER_HANDOFF, MAX_MESSAGE,
 };
-use crate::http::{DateCache, Handler, Limits};
+use crate::http::{DateCache, Handler, Limits, Timeouts};
 use crate::policy::Acceptance;
 use acceptor::Acceptor;
 
@@ -179,7 +179,10 @@ impl Worker {
     /// first request for it and shares it with every worker that asks. Returns the bound
     /// address (the real port when `addr` asked for port 0); a bind error comes back here.
     pub fn listen(&mut self, addr: &str, handler: impl Handler) -> io::Result<SocketAddr> {
-        self.serve(addr, HttpService::new(handler, Limits::default()))
+        self.serve(
+            addr,
+            HttpService::new(handler, Limits::default(), Timeouts::default()),
+        )
     }
 
     /// Runs any [`Service`] (the reverse proxy, say) for the connections of `addr`.
