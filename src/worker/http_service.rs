@@ -12,8 +12,9 @@
 //!   reports the next arrival as a new edge, so the loop skips the extra `read` → `EAGAIN`.
 //! * **Bounded buffers.** At most `Limits::max_out_bytes` of responses wait for a slow reader;
 //!   past that the connection stops reading (TCP flow control pushes back on the client).
-//! * **Timeouts** ([`Timeouts`], by default): 10 s to send a whole request (else `408`, the slowloris defence), 5 s idle
-//!   between keep-alive requests (Node's default), 10 s without write progress (slow reader).
+//! * **Timeouts** ([`Timeouts`]; the defaults here): 10 s to send a whole request (else
+//!   `408`, the slowloris defence), 5 s idle between keep-alive requests (Node's default),
+//!   10 s without write progress (slow reader).
 //! * **Lingering close.** After an error response with request bytes still unread, closing
 //!   outright would make the kernel answer those bytes with RST, which can destroy the
 //!   response in flight. So the write side is shut down and input is discarded until EOF or 2 s.
