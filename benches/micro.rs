@@ -49,7 +49,10 @@ fn policy_decision(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("node", workers), &workers, |b, _| {
             b.iter(|| {
                 gate.push(1);
-                let (w, conn) = gate.handoff_all(|_| true).pop().expect("a free worker");
+                let (w, conn) = gate
+                    .handoff_all(|_| herd::policy::Eligibility::Now)
+                    .pop()
+                    .expect("a free worker");
                 black_box(conn);
                 gate.acknowledged(w);
             })

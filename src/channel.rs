@@ -10,7 +10,7 @@
 //! ```text
 //! master → worker                               worker → master
 //! 1 Handoff  seq:u64 flags:u8 n:u8 listener:u16×n 1 Online
-//!            + n fds (SCM_RIGHTS)                2 Listen   req:u32 addr:utf8
+//!            + n fds (SCM_RIGHTS)                2 Listen   req:u32 index:u32 addr:utf8
 //! 2 ListenOk req:u32 listener:u16 accept:u8     3 Ack      seq:u64 closed:u32 requests:u32
 //!            addr [+ 1 listening fd]                        accepted:u32
 //! 3 ListenErr req:u32 error:utf8                 4 Message  payload
@@ -32,7 +32,7 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -99,7 +99,10 @@ pub enum ToMaster {
     Listen {
         /// Echoed in the reply.
         req: u32,
-        /// The address as the worker wrote it, e.g. `127.0.0.1:3000`.
+        /// This worker's how-many-th listen on `addr` (0 for the first): with `addr`, the
+        /// master's key for the listener, as Node keys them.
+        index: u32,
+        /// The address, numeric (the worker resolves names itself), e.g. `127.0.0.1:3000`.
         addr: String,
     },
     /// The worker's counters since the previous `Ack` (connections closed, requests
@@ -250,9 +253,10 @@ impl ToMaster {
     pub fn encode(&self, buf: &mut Vec<u8>) {
         match self {
             ToMaster::Online => buf.push(1),
-            ToMaster::Listen { req, addr } => {
+            ToMaster::Listen { req, index, addr } => {
                 buf.push(2);
                 buf.extend_from_slice(&req.to_le_bytes());
+                buf.extend_from_slice(&index.to_le_bytes());
                 buf.extend_from_slice(addr.as_bytes());
             }
             ToMaster::Ack {
@@ -281,6 +285,7 @@ impl ToMaster {
             1 => ToMaster::Online,
             2 => ToMaster::Listen {
                 req: r.u32()?,
+                index: r.u32()?,
                 addr: r.string()?,
             },
             3 => ToMaster::Ack {
@@ -348,30 +353,14 @@ impl Channel {
         })
     }
 
-    /// Waits up to `timeout` for a packet to read (a worker waiting for its listen reply).
+    /// Waits up to `timeout` for a packet to read (a worker waiting for its listen reply),
+    /// or with `write`, for room to send one.
     ///
     /// The socket itself stays non-blocking: `O_NONBLOCK` belongs to the open file, which the
     /// master shares (it keeps the worker's end, see `master::handoff`), so flipping it here
     /// would flip it for the master too.
-    pub fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd, count 1.
-        match unsafe { libc::poll(&mut pfd, 1, ms) } {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(false)
-                } else {
-                    Err(e)
-                }
-            }
-            n => Ok(n > 0),
-        }
+    pub fn wait(&self, write: bool, timeout: std::time::Duration) -> io::Result<bool> {
+        crate::sys::wait_for(self.sock.as_fd(), write, timeout)
     }
 
     /// Sends one packet with `fds` attached. `WouldBlock` means the peer's queue is full;
@@ -407,75 +396,36 @@ impl Channel {
         self.send_with_fds(|b| msg.encode(b), &[])
     }
 
-    /// Receives one packet into `buf`, with up to [`MAX_FDS_PER_HANDOFF`] fds.
+    /// Receives one packet into `buf`, with up to [`MAX_FDS_PER_HANDOFF`] fds, their
+    /// descriptors close-on-exec from birth ([`crate::sys::recv_with_fds`]).
     ///
-    /// This is `recvmsg(2)` by hand rather than sendfd's or nix's: received fds must be
-    /// close-on-exec from birth (`MSG_CMSG_CLOEXEC`, so a later `exec` cannot leak client
-    /// connections), and a truncated control message (`MSG_CTRUNC`) must still yield the fds
-    /// that *were* installed so they can be closed rather than leaked.
+    /// A packet longer than `buf` (`MSG_TRUNC`) is an `InvalidData` error: its tail is lost,
+    /// so it cannot be decoded; every packet herd sends fits the buffers herd receives into.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
-        const FD_BYTES: usize = MAX_FDS_PER_HANDOFF * mem::size_of::<RawFd>();
-        // u64 elements keep the control buffer aligned for `cmsghdr`.
-        let mut cmsg = [0u64; 8 + FD_BYTES / 8];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
+        let got = match crate::sys::recv_with_fds(self.sock.as_fd(), buf) {
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Received::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(Received::Closed),
+            Err(e) => return Err(e),
         };
-        // SAFETY: an all-zero msghdr is a valid "no name, no iov, no control" header; the
-        // pointers set below stay valid for the duration of the recvmsg call.
-        let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = cmsg.as_mut_ptr().cast();
-        hdr.msg_controllen = mem::size_of_val(&cmsg) as _;
-        let n = loop {
-            // SAFETY: `hdr` points at live buffers of the stated lengths.
-            let n = unsafe {
-                libc::recvmsg(
-                    self.sock.as_raw_fd(),
-                    &mut hdr,
-                    // DONTWAIT: the fd's O_NONBLOCK is shared with other holders of the socket.
-                    libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 0 {
-                break n as usize;
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Ok(Received::WouldBlock),
-                io::ErrorKind::ConnectionReset => return Ok(Received::Closed),
-                _ => return Err(e),
-            }
-        };
-        let mut fds = Vec::new();
-        // SAFETY: the kernel filled `hdr.msg_control` with well-formed cmsghdrs up to
-        // `msg_controllen`; CMSG_FIRSTHDR/NXTHDR/DATA only walk inside that buffer.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&hdr);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(c);
-                    let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
-                    for i in 0..bytes / mem::size_of::<RawFd>() {
-                        let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                        // The kernel just installed this fd in our table; we are its only owner.
-                        fds.push(OwnedFd::from_raw_fd(fd));
-                    }
-                }
-                c = libc::CMSG_NXTHDR(&hdr, c);
-            }
+        if got.data_truncated {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a packet longer than the {}-byte buffer was cut short",
+                    buf.len()
+                ),
+            ));
         }
-        if hdr.msg_flags & libc::MSG_CTRUNC != 0 {
-            drop(fds);
-            return Ok(Received::Truncated(n));
+        if got.fds_truncated {
+            drop(got.fds);
+            return Ok(Received::Truncated(got.len));
         }
-        if n == 0 && fds.is_empty() {
+        if got.len == 0 && got.fds.is_empty() {
             // A zero-length read on seqpacket is end-of-stream: every message has a tag byte.
             return Ok(Received::Closed);
         }
-        Ok(Received::Packet(n, fds))
+        Ok(Received::Packet(got.len, got.fds))
     }
 
     /// The raw fd, for registering with mio and for closing in a forked child.
@@ -520,6 +470,7 @@ mod tests {
             ToMaster::Online,
             ToMaster::Listen {
                 req: 4,
+                index: 1,
                 addr: "[::1]:0".into(),
             },
             ToMaster::Ack {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::app::App;
-use crate::cluster::{Cluster, Shutdown};
+use crate::cluster::Cluster;
+use crate::event::Shutdown;
 use crate::policy::Policy;
 
 /// herd: Node.js's cluster module for Linux. A master accepts every connection and hands it

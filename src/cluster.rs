@@ -22,149 +22,27 @@
 //! }
 //! ```
 //!
+//! The builder only collects settings ([`ClusterConfig`]) and callbacks; [`Cluster::run`]
+//! hands them to the master ([`crate::master`]).
+//!
 //! [`Cluster::run`] turns the calling process into the master: it forks the workers, each of
 //! which runs the `worker` closure and then its event loop; the master supervises them until
 //! SIGTERM/SIGINT (or [`Control::shutdown`]) and returns once every worker is gone.
 
-use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::master::Master;
+use crate::config::{ClusterConfig, MAX_TIMEOUT};
+use crate::event::{Control, Event, EventCallback, Shutdown};
+use crate::master::{ForkLaunch, Master};
 use crate::policy::Policy;
-use crate::worker::{Worker, WorkerId};
-
-/// How a worker process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// It exited with this code.
-    Code(i32),
-    /// A signal killed it (the signal number).
-    Signal(i32),
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitStatus::Code(c) => write!(f, "code {c}"),
-            ExitStatus::Signal(s) => {
-                let name = nix::sys::signal::Signal::try_from(*s)
-                    .map(|s| s.as_str())
-                    .unwrap_or("?");
-                write!(f, "signal {s}, {name}")
-            }
-        }
-    }
-}
-
-/// A worker life-cycle event, as Node's `cluster.on(...)` reports them.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// `fork`: a worker process was created.
-    Fork {
-        /// The new worker's id.
-        worker: WorkerId,
-        /// Its process id.
-        pid: i32,
-    },
-    /// `online`: the worker is running.
-    Online {
-        /// The worker.
-        worker: WorkerId,
-    },
-    /// `listening`: the worker now receives connections for `addr`.
-    Listening {
-        /// The worker.
-        worker: WorkerId,
-        /// The shared listening address.
-        addr: SocketAddr,
-    },
-    /// `message`: the worker sent a message (`Worker::send`).
-    Message {
-        /// The sender.
-        worker: WorkerId,
-        /// The bytes it sent.
-        payload: &'a [u8],
-    },
-    /// `disconnect`: the worker's channel closed (it is exiting or has exited).
-    Disconnect {
-        /// The worker.
-        worker: WorkerId,
-    },
-    /// `exit`: the worker process is gone (and reaped).
-    Exit {
-        /// The worker.
-        worker: WorkerId,
-        /// How it ended.
-        status: ExitStatus,
-    },
-}
-
-/// What an event callback can ask of the master. The requests are carried out as soon as the
-/// callback returns.
-#[derive(Debug, Default)]
-pub struct Control {
-    pub(crate) workers: Vec<WorkerId>,
-    pub(crate) outgoing: Vec<(Option<WorkerId>, Vec<u8>)>,
-    pub(crate) shutdown: bool,
-    pub(crate) reload: bool,
-}
-
-impl Control {
-    /// The workers currently alive, in fork order.
-    pub fn workers(&self) -> &[WorkerId] {
-        &self.workers
-    }
-
-    /// Sends `msg` to one worker (`cluster.workers[id].send`). At most 64 KiB.
-    pub fn send(&mut self, worker: WorkerId, msg: impl Into<Vec<u8>>) {
-        self.outgoing.push((Some(worker), msg.into()));
-    }
-
-    /// Sends `msg` to every live worker.
-    pub fn broadcast(&mut self, msg: impl Into<Vec<u8>>) {
-        self.outgoing.push((None, msg.into()));
-    }
-
-    /// Starts a graceful stop, as SIGTERM would.
-    pub fn shutdown(&mut self) {
-        self.shutdown = true;
-    }
-
-    /// Starts a rolling reload, as SIGHUP would: each worker in turn is replaced by a fresh
-    /// one, which takes connections before the old one drains and exits.
-    pub fn reload(&mut self) {
-        self.reload = true;
-    }
-}
-
-/// How [`Cluster::run`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shutdown {
-    /// Every worker finished its in-flight requests and exited.
-    Graceful,
-    /// Some workers had to be killed: the shutdown timeout ran out, or a second SIGINT came.
-    Forced,
-}
-
-/// The event callback type.
-pub(crate) type EventCallback = Box<dyn FnMut(&mut Control, &Event<'_>)>;
-/// The worker setup type.
-pub(crate) type WorkerSetup = Box<dyn FnMut(&mut Worker) -> io::Result<()>>;
+use crate::worker::{Setup, Worker};
 
 /// A cluster of worker processes behind one master. Build it, then [`run`](Cluster::run) it.
 pub struct Cluster {
-    pub(crate) workers: usize,
-    pub(crate) policy: Policy,
-    pub(crate) shutdown_timeout: Duration,
-    pub(crate) listen: Vec<String>,
-    pub(crate) handoff_batch: usize,
-    pub(crate) max_connections: Option<usize>,
-    pub(crate) admin: Option<String>,
-    pub(crate) on_event: Option<EventCallback>,
-    pub(crate) setup: Option<WorkerSetup>,
-    pub(crate) ops: crate::master::OpsOptions,
+    config: ClusterConfig,
+    on_event: Option<EventCallback>,
+    setup: Option<Setup>,
 }
 
 impl Default for Cluster {
@@ -177,34 +55,41 @@ impl Cluster {
     /// A cluster with one worker per CPU, round-robin, a 10 s shutdown timeout.
     pub fn new() -> Cluster {
         Cluster {
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            policy: Policy::RoundRobin,
-            shutdown_timeout: Duration::from_secs(10),
-            listen: Vec::new(),
-            handoff_batch: crate::channel::MAX_FDS_PER_HANDOFF,
-            max_connections: None,
-            admin: None,
+            config: ClusterConfig::default(),
             on_event: None,
             setup: None,
-            ops: crate::master::OpsOptions::default(),
         }
+    }
+
+    /// A cluster with these settings (read from a file, say).
+    pub fn with_config(config: ClusterConfig) -> Cluster {
+        Cluster {
+            config,
+            ..Cluster::new()
+        }
+    }
+
+    /// The settings so far.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
     }
 
     /// How many workers to keep running (at least 1).
     pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n.max(1);
+        self.config.workers = n.max(1);
         self
     }
 
     /// How connections are spread over the workers.
     pub fn policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
+        self.config.policy = policy;
         self
     }
 
-    /// How long a graceful stop waits for workers before killing them.
+    /// How long a graceful stop waits for workers before killing them (at most
+    /// [`MAX_TIMEOUT`]; longer is taken as that).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+        self.config.shutdown_timeout = timeout.min(MAX_TIMEOUT);
         self
     }
 
@@ -212,7 +97,7 @@ impl Cluster {
     /// accepts then costs one `sendmsg` per worker instead of one per connection; 1 is there
     /// to measure what batching buys.
     pub fn handoff_batch(mut self, n: usize) -> Self {
-        self.handoff_batch = n.clamp(1, crate::channel::MAX_FDS_PER_HANDOFF);
+        self.config.handoff_batch = n.clamp(1, crate::channel::MAX_FDS_PER_HANDOFF);
         self
     }
 
@@ -222,7 +107,7 @@ impl Cluster {
     /// limit, the master stops accepting and new connections wait in the kernel's backlog
     /// until a worker reports one closed.
     pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = Some(n.max(1));
+        self.config.max_connections = Some(n.max(1));
         self
     }
 
@@ -230,7 +115,7 @@ impl Cluster {
     /// is reported by [`run`](Cluster::run) at once. Workers that `listen` on the same
     /// address share this socket. Optional: a worker's `listen` binds on demand otherwise.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.listen.push(addr.into());
+        self.config.listen.push(addr.into());
         self
     }
 
@@ -238,7 +123,7 @@ impl Cluster {
     /// master's own loop: per-worker connections, requests, open connections, exits. The
     /// bound address is logged as `admin listening on ADDR`. Off unless called.
     pub fn admin(mut self, addr: impl Into<String>) -> Self {
-        self.admin = Some(addr.into());
+        self.config.admin = Some(addr.into());
         self
     }
 
@@ -258,7 +143,7 @@ impl Cluster {
     /// Writes the master's pid to `path` once it runs (a binary upgrade's new master
     /// rewrites it when it takes over); removed at exit if it still names this master.
     pub fn pid_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.ops.pid_file = Some(path.into());
+        self.config.pid_file = Some(path.into());
         self
     }
 
@@ -266,14 +151,14 @@ impl Cluster {
     /// had to be restarted more than `max` times within `window`. Without it, crashing
     /// workers are respawned forever, with back-off.
     pub fn max_restarts(mut self, max: u32, window: Duration) -> Self {
-        self.ops.max_restarts = Some((max, window));
+        self.config.max_restarts = Some((max, window.min(MAX_TIMEOUT)));
         self
     }
 
     /// Replaces a worker gracefully (as a one-worker reload) when its resident memory goes
     /// over `bytes`; checked once a second.
     pub fn max_worker_rss(mut self, bytes: u64) -> Self {
-        self.ops.max_worker_rss = Some(bytes);
+        self.config.max_worker_rss = Some(bytes);
         self
     }
 
@@ -281,19 +166,22 @@ impl Cluster {
     /// the master keeps its own privileges to bind. A worker that cannot switch exits with
     /// [`crate::worker::EXIT_CONFIG`] and the master stops with an error.
     pub fn user(mut self, name: impl Into<String>) -> Self {
-        self.ops.user = Some(name.into());
+        self.config.user = Some(name.into());
         self
     }
 
     /// The group workers switch to (default: the `user`'s primary group). Needs `user`.
     pub fn group(mut self, name: impl Into<String>) -> Self {
-        self.ops.group = Some(name.into());
+        self.config.group = Some(name.into());
         self
     }
 
     /// Runs the master until the cluster stops. Must be called while the process is
     /// single-threaded (it forks); returns an error at once otherwise.
     pub fn run(self) -> io::Result<Shutdown> {
-        Master::new(self)?.run()
+        let setup = self
+            .setup
+            .unwrap_or_else(|| Box::new(|_w: &mut Worker| Ok(())));
+        Master::new(self.config, self.on_event, Box::new(ForkLaunch::new(setup)))?.run()
     }
 }

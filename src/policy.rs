@@ -300,6 +300,17 @@ fn seed_from_clock() -> u64 {
     nanos ^ ((std::process::id() as u64) << 32)
 }
 
+/// Whether a worker on [`AckGate`]'s free list can take a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eligibility {
+    /// Now.
+    Now,
+    /// Not now (at its connection limit, its channel full): it stays free, in its place.
+    Later,
+    /// Never again (stopping, gone): it leaves the gate.
+    Never,
+}
+
 /// Node's `SCHED_RR` for one listener (`lib/internal/cluster/round_robin_handle.js`):
 ///
 /// * `free`: the workers that may take a connection now, first in, first out;
@@ -360,19 +371,29 @@ impl<T> AckGate<T> {
 
     /// Pairs waiting connections with free workers, oldest with first-freed, until one side
     /// runs out; each worker paired is busy until [`AckGate::acknowledged`]. A free worker
-    /// that is no longer `eligible` (stopping: a reload replaces it) leaves the gate.
-    pub fn handoff_all(&mut self, eligible: impl Fn(usize) -> bool) -> Vec<(usize, T)> {
+    /// that cannot take one now ([`Eligibility::Later`]) keeps its place on the free list;
+    /// one that never will again ([`Eligibility::Never`]: stopping, as a reload replaces
+    /// it) leaves the gate.
+    pub fn handoff_all(&mut self, eligible: impl Fn(usize) -> Eligibility) -> Vec<(usize, T)> {
         let mut out = Vec::new();
+        let mut later = Vec::new();
         while !self.handles.is_empty() {
             let Some(worker) = self.free.pop_front() else {
                 break;
             };
-            if !eligible(worker) {
-                continue;
+            match eligible(worker) {
+                Eligibility::Now => {
+                    let conn = self.handles.pop_front().expect("checked non-empty");
+                    self.busy.push(worker);
+                    out.push((worker, conn));
+                }
+                Eligibility::Later => later.push(worker),
+                Eligibility::Never => {}
             }
-            let conn = self.handles.pop_front().expect("checked non-empty");
-            self.busy.push(worker);
-            out.push((worker, conn));
+        }
+        // Back at the front, in their order: they were first in line.
+        for worker in later.into_iter().rev() {
+            self.free.push_front(worker);
         }
         out
     }
@@ -464,31 +485,57 @@ mod tests {
         for c in ["a", "b", "c"] {
             g.push(c);
         }
+        let all = |_| Eligibility::Now;
         // Each free worker gets one connection; the third waits in the master.
-        assert_eq!(g.handoff_all(|_| true), [(1, "a"), (2, "b")]);
+        assert_eq!(g.handoff_all(all), [(1, "a"), (2, "b")]);
         assert_eq!(g.queued(), 1);
         assert!(g.is_busy(1) && g.is_busy(2));
         // Worker 2 acknowledges first: it gets the waiting one.
         assert!(g.acknowledged(2));
-        assert_eq!(g.handoff_all(|_| true), [(2, "c")]);
+        assert_eq!(g.handoff_all(all), [(2, "c")]);
         assert!(!g.acknowledged(7));
         // Worker 1 acknowledges with nothing waiting: it goes back to the free list.
         assert!(g.acknowledged(1));
-        assert!(g.handoff_all(|_| true).is_empty());
+        assert!(g.handoff_all(all).is_empty());
         g.push("d");
-        assert_eq!(g.handoff_all(|_| true), [(1, "d")]);
+        assert_eq!(g.handoff_all(all), [(1, "d")]);
         // A removed worker is neither free nor busy.
         g.remove(2);
         g.push("e");
-        assert!(g.handoff_all(|_| true).is_empty());
+        assert!(g.handoff_all(all).is_empty());
         assert!(!g.acknowledged(2));
         // A worker that stops while free is dropped, not handed a connection.
         g.add(3);
         g.add(4);
-        assert_eq!(g.handoff_all(|w| w != 3), [(4, "e")]);
+        let not_3 = |w| {
+            if w == 3 {
+                Eligibility::Never
+            } else {
+                Eligibility::Now
+            }
+        };
+        assert_eq!(g.handoff_all(not_3), [(4, "e")]);
         g.push("f");
-        assert!(g.handoff_all(|_| true).is_empty(), "3 left the gate");
+        assert!(g.handoff_all(all).is_empty(), "3 left the gate");
         assert_eq!(g.take_queued(), ["f"]);
+    }
+
+    #[test]
+    fn ack_gate_keeps_a_free_worker_that_is_briefly_full() {
+        // The defect this guards against: a free worker at its connection limit (or with a
+        // full channel) was dropped from the free list and never put back, so once every
+        // worker had been full the gate handed out nothing more.
+        let mut g: AckGate<u32> = AckGate::default();
+        g.add(1);
+        g.add(2);
+        g.push(10);
+        let full = |_| Eligibility::Later;
+        assert!(g.handoff_all(full).is_empty());
+        assert_eq!(g.queued(), 1);
+        // Room again: the first in line takes it, the other stays free.
+        assert_eq!(g.handoff_all(|_| Eligibility::Now), [(1, 10)]);
+        g.push(11);
+        assert_eq!(g.handoff_all(|_| Eligibility::Now), [(2, 11)]);
     }
 
     #[test]

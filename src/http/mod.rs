@@ -49,15 +49,17 @@ pub use timeouts::Timeouts;
 ///
 /// Called once per request, on the worker's event-loop thread, so it must not block. A panic
 /// is caught and answered with `500 Internal Server Error`, and the connection is closed.
-/// Any `Fn(&Request, &mut Response)` closure is a handler.
-pub trait Handler: 'static {
+/// Any `Fn(&Request, &mut Response)` closure is a handler. (A handler a worker serves with
+/// must also be `'static`; one that borrows state, as the master's admin endpoint's view of
+/// the master does, can answer the requests of one call.)
+pub trait Handler {
     /// Fills in `res` (status, header fields, body) for `req`. `res` starts as an empty 200.
     fn handle(&self, req: &Request<'_>, res: &mut Response);
 }
 
 impl<F> Handler for F
 where
-    F: Fn(&Request<'_>, &mut Response) + 'static,
+    F: Fn(&Request<'_>, &mut Response),
 {
     fn handle(&self, req: &Request<'_>, res: &mut Response) {
         self(req, res)

@@ -1,9 +1,10 @@
 //! The admin endpoint (`--admin ADDR`): per-worker metrics, served by the master itself.
 //!
 //! It lives in the master's mio loop like everything else there: the master must stay
-//! single-threaded to fork safely, so no server thread. Its sockets are non-blocking and
-//! edge-triggered; requests go through the same sans-IO [`Session`] as the workers' HTTP
-//! (no second parser). Two resources:
+//! single-threaded to fork safely, so no server thread. Its connections are served by the
+//! workers' own HTTP connection code ([`HttpConnections`]: the same sans-IO session, the same
+//! timeouts, backpressure and lingering close), with a handler that looks at the master only
+//! when a request asks for its state. Two resources:
 //!
 //! * `GET /metrics`: Prometheus text format (version 0.0.4);
 //! * `GET /status`: JSON: policy, uptime, and per worker its id, pid, state and counters.
@@ -14,29 +15,25 @@
 //! disappears when it exits; `herd_worker_exits_total` counts exits.
 //!
 //! At most [`MAX_CONNECTIONS`] admin connections are open at once (more are closed on
-//! arrival) and each is closed after [`IDLE_TIMEOUT`] without a complete exchange, so a
-//! misbehaving scraper cannot take the master's descriptors.
+//! arrival), and the usual [`Timeouts`] close slow or idle ones, so a misbehaving scraper
+//! cannot take the master's descriptors.
 
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
-use slab::Slab;
 
-use super::{Master, WorkerState};
-use crate::http::{DateCache, Handler, Limits, Next, Request, Response, Session};
+use super::Master;
+use crate::http::{DateCache, Handler, Limits, Request, Response, Timeouts};
 use crate::policy::Policy;
+use crate::worker::{Context, Counters, HttpConnections};
 
 /// The most admin connections open at once.
 pub const MAX_CONNECTIONS: usize = 64;
-/// How long an admin connection may stay open without finishing an exchange.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most request bytes buffered per admin connection.
-const MAX_INPUT: usize = 64 * 1024;
 
 /// What the endpoint reports: the master's state at the moment of the request.
 #[derive(Debug, Clone)]
@@ -46,8 +43,8 @@ pub struct Snapshot {
     queued: usize,
     exits: u64,
     workers: Vec<WorkerRow>,
-    /// Reload, upgrade and restart state, already as JSON.
-    ops: String,
+    /// Reload, upgrade and restart state.
+    ops: serde_json::Value,
 }
 
 /// A per-worker metric: name, type, help text, and its value for one worker.
@@ -77,20 +74,15 @@ impl Master {
             .map(|(_, w)| WorkerRow {
                 id: w.id,
                 pid: w.pid.as_raw(),
-                state: match w.state {
-                    WorkerState::Starting => "starting",
-                    WorkerState::Online => "online",
-                    WorkerState::Stopping => "stopping",
-                    WorkerState::Disconnected => "disconnected",
-                },
-                connections: w.link.connections,
-                requests: w.link.requests,
-                open: w.link.open,
+                state: w.state.name(),
+                connections: w.load.connections,
+                requests: w.load.requests,
+                open: w.load.open,
             })
             .collect();
         workers.sort_by_key(|w| w.id);
         Snapshot {
-            policy: self.policy,
+            policy: self.config.policy,
             uptime: self.started.elapsed(),
             queued: self.queued_connections(),
             exits: self.exits,
@@ -151,31 +143,35 @@ impl Snapshot {
 
     /// The `/status` JSON document.
     pub fn status(&self) -> String {
-        let workers: Vec<String> = self
-            .workers
-            .iter()
+        let workers: Vec<serde_json::Value> = (self.workers.iter())
             .map(|w| {
-                format!(
-                    "{{\"id\":{},\"pid\":{},\"state\":\"{}\",\"connections\":{},\
-                     \"requests\":{},\"open_connections\":{}}}",
-                    w.id, w.pid, w.state, w.connections, w.requests, w.open
-                )
+                serde_json::json!({
+                    "id": w.id,
+                    "pid": w.pid,
+                    "state": w.state,
+                    "connections": w.connections,
+                    "requests": w.requests,
+                    "open_connections": w.open,
+                })
             })
             .collect();
-        format!(
-            "{{\"policy\":\"{}\",\"uptime_s\":{:.3},\"queued_connections\":{},\
-             \"exits\":{},\"workers\":[{}],\"ops\":{}}}\n",
-            self.policy,
-            self.uptime.as_secs_f64(),
-            self.queued,
-            self.exits,
-            workers.join(","),
-            self.ops
-        )
+        let doc = serde_json::json!({
+            "policy": self.policy.name(),
+            "uptime_s": (self.uptime.as_secs_f64() * 1000.0).round() / 1000.0,
+            "queued_connections": self.queued,
+            "exits": self.exits,
+            "workers": workers,
+            "ops": self.ops,
+        });
+        format!("{doc}\n")
     }
 }
 
-impl Handler for Snapshot {
+/// The handler the admin connections are answered by: a view of the master, asked for its
+/// state only when a request for it arrives (not on every readiness event).
+struct AdminView<'a>(&'a Master);
+
+impl Handler for AdminView<'_> {
     fn handle(&self, req: &Request<'_>, res: &mut Response) {
         if req.method() != "GET" && req.method() != "HEAD" {
             res.status(405);
@@ -186,11 +182,11 @@ impl Handler for Snapshot {
         match req.path() {
             "/metrics" => {
                 res.header("Content-Type", "text/plain; version=0.0.4");
-                res.body(self.metrics());
+                res.body(self.0.snapshot().metrics());
             }
             "/status" => {
                 res.header("Content-Type", "application/json");
-                res.body(self.status());
+                res.body(self.0.snapshot().status());
             }
             _ => {
                 res.status(404);
@@ -200,31 +196,28 @@ impl Handler for Snapshot {
     }
 }
 
-/// One admin client.
-struct Conn {
-    stream: TcpStream,
-    session: Session,
-    input: Vec<u8>,
-    out: Vec<u8>,
-    written: usize,
-    /// Closed if still open then.
-    deadline: Instant,
-    /// The session said close: once `out` is flushed, close.
-    closing: bool,
-}
-
 /// The admin listener and its connections.
-pub struct Admin {
+pub(super) struct Admin {
     listener: TcpListener,
     local: SocketAddr,
+    /// The listener's token; connections have tokens of service index `CONNECTIONS`.
     base: Token,
-    conns: Slab<Conn>,
+    conns: HttpConnections,
     date: DateCache,
+    /// The workers' report counters; the admin's own are not reported anywhere.
+    counters: Counters,
+    /// When the connections' timeouts are next checked.
+    next_tick: Option<Instant>,
 }
 
+/// The admin connections' service index in [`Context`] tokens: `2 << 40 | key`, above the
+/// listener's `1 << 40` (the master's `ADMIN_BASE`).
+const CONNECTIONS: usize = 2;
+
 impl Admin {
-    /// Binds `addr` and registers the listener at `base`; connection `k` gets `base + 1 + k`.
-    pub fn bind(addr: &str, registry: &Registry, base: Token) -> io::Result<Admin> {
+    /// Binds `addr`; the listener's token is `base` (`1 << 40`), connection `k`'s
+    /// `2 << 40 | k`.
+    pub fn bind(addr: &str, registry: &Registry, base: usize) -> io::Result<Admin> {
         let parsed = super::listeners::resolve(addr)?;
         let mut listener = TcpListener::bind(parsed).map_err(|e| {
             io::Error::new(
@@ -232,13 +225,15 @@ impl Admin {
                 format!("cannot listen on {parsed} (--admin): {e}"),
             )
         })?;
-        registry.register(&mut listener, base, Interest::READABLE)?;
+        registry.register(&mut listener, Token(base), Interest::READABLE)?;
         Ok(Admin {
             local: listener.local_addr()?,
             listener,
-            base,
-            conns: Slab::new(),
+            base: Token(base),
+            conns: HttpConnections::new(Limits::default(), Timeouts::default()),
             date: DateCache::new(),
+            counters: Counters::default(),
+            next_tick: None,
         })
     }
 
@@ -250,73 +245,49 @@ impl Admin {
     /// Every fd the admin holds, for a forked child to close.
     pub fn fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.listener.as_raw_fd()];
-        fds.extend(self.conns.iter().map(|(_, c)| c.stream.as_raw_fd()));
+        fds.extend(self.conns.fds());
         fds
     }
 
-    /// The earliest idle deadline, for the master's poll timeout.
+    /// When the connections' timeouts are next due, while there are connections.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns.iter().map(|(_, c)| c.deadline).min()
+        self.next_tick.filter(|_| !self.conns.is_empty())
     }
 
-    /// Closes connections past their deadline.
-    pub fn expire(&mut self, registry: &Registry, now: Instant) {
-        let late: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.deadline <= now)
-            .map(|(k, _)| k)
-            .collect();
-        for key in late {
-            self.close(registry, key);
-        }
+    /// Calls `f` with the connections and a [`Context`] for them.
+    fn with_conns(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        f: impl FnOnce(&mut HttpConnections, &mut Context<'_>),
+    ) {
+        let mut cx = Context {
+            registry,
+            now,
+            draining: false,
+            service: CONNECTIONS,
+            counters: &mut self.counters,
+            date: &mut self.date,
+        };
+        f(&mut self.conns, &mut cx);
     }
 
-    /// A readiness event for the listener or a connection, answered from `snapshot`.
-    pub fn ready(&mut self, registry: &Registry, token: Token, snapshot: &Snapshot) {
-        if token == self.base {
-            self.accept(registry, snapshot);
-        } else {
-            let key = token.0 - self.base.0 - 1;
-            if self.conns.contains(key) {
-                self.drive(registry, key, snapshot);
-            }
-        }
-    }
-
-    fn accept(&mut self, registry: &Registry, snapshot: &Snapshot) {
+    fn accept(&mut self, registry: &Registry, view: &AdminView<'_>) {
         loop {
             match self.listener.accept() {
-                Ok((mut stream, _)) => {
+                Ok((stream, _)) => {
                     if self.conns.len() >= MAX_CONNECTIONS {
                         log::warn!("admin: {MAX_CONNECTIONS} connections open; closing a new one");
                         continue; // dropped: closed
                     }
-                    let entry = self.conns.vacant_entry();
-                    let token = Token(self.base.0 + 1 + entry.key());
-                    if registry
-                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    let key = entry.key();
-                    entry.insert(Conn {
-                        stream,
-                        session: Session::new(Limits::default()),
-                        input: Vec::new(),
-                        out: Vec::new(),
-                        written: 0,
-                        deadline: Instant::now() + IDLE_TIMEOUT,
-                        closing: false,
-                    });
-                    // The request has usually arrived with the connection.
-                    self.drive(registry, key, snapshot);
+                    let now = Instant::now();
+                    self.next_tick.get_or_insert(now + TICK);
+                    self.with_conns(registry, now, |conns, cx| conns.accept(cx, stream, view));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // EMFILE and friends: the listener stays readable and is retried on the
                 // next event; the workers' traffic does not depend on this endpoint.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::debug!("admin: accept: {e}");
                     return;
@@ -324,63 +295,41 @@ impl Admin {
             }
         }
     }
+}
 
-    /// Reads what arrived, answers complete requests, writes what it can.
-    fn drive(&mut self, registry: &Registry, key: usize, snapshot: &Snapshot) {
-        let conn = &mut self.conns[key];
-        let mut eof = false;
-        let mut chunk = [0u8; 4096];
-        while !conn.closing {
-            match conn.stream.read(&mut chunk) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => {
-                    conn.input.extend_from_slice(&chunk[..n]);
-                    if conn.input.len() > MAX_INPUT {
-                        break; // the session answers 431 for an over-long head
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.close(registry, key);
-                    return;
-                }
-            }
+/// How often the admin connections' timeouts are checked.
+const TICK: Duration = Duration::from_millis(250);
+
+impl Master {
+    /// A readiness event for the admin listener or one of its connections.
+    pub(super) fn on_admin(&mut self, token: Token, event: &mio::event::Event) {
+        // Taken out for the call, so that the handler can look at the rest of the master.
+        let Some(mut admin) = self.admin.take() else {
+            return;
+        };
+        let view = AdminView(self);
+        let registry = self.poll.registry();
+        if token == admin.base {
+            admin.accept(registry, &view);
+        } else {
+            admin.with_conns(registry, Instant::now(), |conns, cx| {
+                conns.ready(cx, token, event, &view)
+            });
         }
-        if !conn.input.is_empty() || conn.closing {
-            let date = self.date.get();
-            let next = conn
-                .session
-                .process(&mut conn.input, &mut conn.out, snapshot, date);
-            conn.closing |= next == Next::Close;
-        }
-        while conn.written < conn.out.len() {
-            match conn.stream.write(&conn.out[conn.written..]) {
-                Ok(n) => conn.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.close(registry, key);
-                    return;
-                }
-            }
-        }
-        conn.out.clear();
-        conn.written = 0;
-        if conn.closing || eof || conn.input.len() > MAX_INPUT {
-            self.close(registry, key);
-        } else if !conn.session.in_request() {
-            // A complete exchange: the keep-alive connection gets a fresh idle allowance.
-            conn.deadline = Instant::now() + IDLE_TIMEOUT;
-        }
+        self.admin = Some(admin);
     }
 
-    fn close(&mut self, registry: &Registry, key: usize) {
-        let mut conn = self.conns.remove(key);
-        let _ = registry.deregister(&mut conn.stream);
+    /// Applies the admin connections' timeouts when due.
+    pub(super) fn admin_tick(&mut self, now: Instant) {
+        let Some(mut admin) = self.admin.take() else {
+            return;
+        };
+        if admin.next_tick.is_some_and(|t| t <= now) {
+            admin.next_tick = (!admin.conns.is_empty()).then_some(now + TICK);
+            let view = AdminView(self);
+            admin.with_conns(self.poll.registry(), now, |conns, cx| conns.tick(cx, &view));
+        }
+        self.admin = Some(admin);
     }
 }
 
@@ -429,19 +378,15 @@ mod tests {
     }
 
     #[test]
-    fn requests_are_answered_through_the_http_session() {
-        let snapshot = sample();
-        let mut session = Session::new(Limits::default());
-        let mut input = b"GET /status HTTP/1.1\r\nHost: a\r\n\r\nPOST /metrics HTTP/1.1\r\n\
-            Host: a\r\nContent-Length: 0\r\n\r\nGET /nope HTTP/1.1\r\nHost: a\r\n\r\n"
-            .to_vec();
-        let mut out = Vec::new();
-        session.process(&mut input, &mut out, &snapshot, b"now");
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-        assert!(text.contains("\"policy\":\"p2c\""));
-        assert!(text.contains("{\"id\":3,\"pid\":102,\"state\":\"stopping\""));
-        assert!(text.contains("HTTP/1.1 405 "));
-        assert!(text.contains("HTTP/1.1 404 "));
+    fn status_is_json_and_escapes_what_it_quotes() {
+        let mut snapshot = sample();
+        snapshot.ops["upgrade"]["last"] = "cannot run /tmp/a\"b\n\u{1}".into();
+        let text = snapshot.status();
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(doc["policy"], "p2c");
+        assert_eq!(doc["workers"][1]["state"], "stopping");
+        assert_eq!(doc["workers"][1]["pid"], 102);
+        assert_eq!(doc["ops"]["upgrade"]["last"], "cannot run /tmp/a\"b\n\u{1}");
+        assert!(!text.trim_end().contains('\n'), "one line: {text}");
     }
 }

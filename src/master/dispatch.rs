@@ -10,17 +10,19 @@
 //!   addresses is freed on all of them once nothing it was sent is unacknowledged.
 //!
 //! A connection that finds no online worker waits in `Master::waiting` until one comes
-//! online (or is closed by a stop).
+//! online (or is closed by a stop). A worker at its connection limit, or whose channel is
+//! full, is passed by and not forgotten: once it reports closes or its channel drains
+//! ([`Master::room_freed`]) the waiting connections and `node`'s gate get another turn.
 
-use super::handoff::Accepted;
+use super::accept::Accepted;
 use super::{Master, WorkerState};
 use crate::channel::ListenerId;
-use crate::policy::Policy;
+use crate::policy::{Eligibility, Policy};
 
 impl Master {
     /// Hands `conn` to the worker the policy picks, or keeps it waiting if none can take it.
     pub(super) fn dispatch(&mut self, conn: Accepted) {
-        if self.policy == Policy::Node {
+        if self.config.policy == Policy::Node {
             let id = conn.listener;
             self.listeners.get_mut(id).gate.push(conn);
             self.node_handoff(id);
@@ -36,8 +38,10 @@ impl Master {
                 .get(subscribers[i])
                 .is_some_and(|w| w.takes_connections(limit))
         };
-        let open = |i: usize| workers.get(subscribers[i]).map_or(0, |w| w.link.open);
-        let pick = l.picker.pick(self.policy, subscribers.len(), online, open);
+        let open = |i: usize| workers.get(subscribers[i]).map_or(0, |w| w.load.open);
+        let pick = l
+            .picker
+            .pick(self.config.policy, subscribers.len(), online, open);
         match pick.map(|i| subscribers[i]) {
             Some(key) => self.queue_on(key, conn),
             None => self.waiting.push(conn),
@@ -45,23 +49,45 @@ impl Master {
     }
 
     fn queue_on(&mut self, key: usize, conn: Accepted) {
-        self.workers[key].link.queue(conn);
+        let w = &mut self.workers[key];
+        w.load.open += 1;
+        w.load.connections += 1;
+        w.link.queue(conn);
         self.dirty.push(key);
     }
 
-    /// `node`: pairs listener `id`'s waiting connections with its free workers.
+    /// `node`: pairs listener `id`'s waiting connections with its free workers. A free
+    /// worker that cannot take one now (at its limit, its channel full) stays free for
+    /// later; one that is stopping or gone leaves the gate.
     fn node_handoff(&mut self, id: ListenerId) {
         let workers = &self.workers;
         let limit = self.max_connections;
-        let online = |k: usize| workers.get(k).is_some_and(|w| w.takes_connections(limit));
-        for (key, conn) in self.listeners.get_mut(id).gate.handoff_all(online) {
+        let eligible = |k: usize| match workers.get(k) {
+            Some(w) if w.takes_connections(limit) => Eligibility::Now,
+            Some(w) if w.state == WorkerState::Online => Eligibility::Later,
+            _ => Eligibility::Never,
+        };
+        for (key, conn) in self.listeners.get_mut(id).gate.handoff_all(eligible) {
             self.queue_on(key, conn);
+        }
+    }
+
+    /// A worker has room again (it reported closes, or its full channel drained): the
+    /// connections that waited for room get another chance.
+    pub(super) fn room_freed(&mut self) {
+        if !self.waiting.is_empty() {
+            self.hand_out_waiting();
+        }
+        if self.config.policy == Policy::Node {
+            for id in self.listeners.ids().collect::<Vec<_>>() {
+                self.node_handoff(id);
+            }
         }
     }
 
     /// `node`: a worker joined listener `id`: it is free (and takes a waiting connection).
     pub(super) fn node_subscribed(&mut self, key: usize, id: ListenerId) {
-        if self.policy == Policy::Node {
+        if self.config.policy == Policy::Node {
             self.listeners.get_mut(id).gate.add(key);
             self.node_handoff(id);
         }
@@ -70,7 +96,7 @@ impl Master {
     /// `node`: the worker acknowledged handoffs. Once everything sent to it is acknowledged
     /// it is free again on every listener where it was busy.
     pub(super) fn node_acknowledged(&mut self, key: usize) {
-        if self.policy != Policy::Node || self.workers[key].link.unacked() > 0 {
+        if self.config.policy != Policy::Node || self.workers[key].link.unacked() > 0 {
             return;
         }
         for id in self.listeners.ids().collect::<Vec<_>>() {
@@ -115,9 +141,7 @@ impl Master {
     pub(super) fn queued_connections(&self) -> usize {
         self.waiting.len()
             + self.listeners.gated()
-            + self
-                .workers
-                .iter()
+            + (self.workers.iter())
                 .map(|(_, w)| w.link.queued())
                 .sum::<usize>()
     }

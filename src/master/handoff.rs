@@ -1,4 +1,6 @@
-//! Handoff: the master's side of one worker's channel, where accepted fds cross to the worker.
+//! Handoff: the last step of a connection's path through the master, where accepted fds
+//! cross to the worker; and herd's own [`Link`], the master's side of a forked worker's
+//! seqpacket channel ([`SeqpacketLink`]).
 //!
 //! ```text
 //! accept ─► dispatch ─► unsent ─sendmsg(SCM_RIGHTS, ≤16 fds)─► worker's receive queue ─► worker
@@ -11,7 +13,7 @@
 //! on the worker's end of the socketpair; the master closes its own copies at once. Node
 //! instead keeps each handle until the worker acknowledges it. herd gets the same guarantee
 //! differently: the master keeps a descriptor of the *worker's end* of the socketpair
-//! ([`Link::peer`]). When a worker dies, the kernel would normally destroy its end of the
+//! ([`SeqpacketLink::peer`]). When a worker dies, the kernel would normally destroy its end of the
 //! socket and with it every packet (and connection) it had not read yet; because the master
 //! still holds that end, the queue survives, and [`Link::recover`] reads the unread handoffs
 //! back and dispatches their connections to other workers.
@@ -22,197 +24,239 @@
 //! connection on its single thread. Measured with `Connection: close` load, closing at send
 //! time was worth ~10% more requests/s (see BENCHMARKS.md).
 
+//!
+//! At the end of every loop turn [`Master::flush`] sends what each dirty link queued. Write
+//! interest is registered only while a worker's queue is full: registered permanently, the
+//! channel would wake the master each time the worker reads a packet (the kernel signals
+//! write space on every read of a unix socket).
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::channel::{Channel, ListenerId, Received, ToWorker, MAX_FDS_PER_HANDOFF};
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
 
-/// An accepted connection on its way to a worker.
-#[derive(Debug)]
-pub struct Accepted {
-    /// The master's copy of the connection (non-blocking, close-on-exec).
-    pub stream: TcpStream,
-    /// Which listener accepted it.
-    pub listener: ListenerId,
+use super::accept::Accepted;
+use super::link::{FromWorker, Grant, Link};
+use super::{Master, WorkerState, WORKER_BASE};
+use crate::channel::{Channel, Received, ToMaster, ToWorker, MAX_FDS_PER_HANDOFF, MAX_MESSAGE};
+
+/// What a seqpacket link asks of its worker (set by the policy).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkOptions {
+    /// The most fds per packet (1 ..= [`MAX_FDS_PER_HANDOFF`]).
+    pub batch: usize,
+    /// Ask the worker to acknowledge each handoff at once (the `node` policy gates on it).
+    pub want_acks: bool,
+    /// Ask for closes in every loop turn that closed some (the load-aware policies steer by
+    /// the open count: one corrected only every 50 ms makes a stalled worker, which reports
+    /// nothing, look like the least loaded).
+    pub eager_reports: bool,
 }
 
-/// The master's ends of one worker's channel.
-pub struct Link {
+/// The master's ends of one forked worker's channel.
+pub(crate) struct SeqpacketLink {
     /// The master's end: the master sends on it and reads the worker's messages from it.
-    pub channel: Channel,
+    channel: Channel,
     /// The worker's end, kept open so that a dead worker's unread handoffs can be recovered.
     peer: Channel,
+    options: LinkOptions,
     /// Dispatched to this worker, not yet sent (batched at the end of a loop turn, or held
     /// while the worker's queue is full).
     unsent: VecDeque<Accepted>,
     next_seq: u64,
     /// The highest handoff the worker has acknowledged (only when acks are asked for).
     acked_seq: u64,
-    /// Ask the worker to acknowledge each handoff (the `node` policy gates on it).
-    want_acks: bool,
-    /// Ask the worker for frequent counter reports (the load-aware policies).
-    eager_reports: bool,
-    /// The most fds per packet (1 ..= [`MAX_FDS_PER_HANDOFF`]).
-    batch: usize,
     /// User messages not yet sent.
     messages: VecDeque<Vec<u8>>,
     /// `Drain` is to be sent once everything dispatched before it has been sent.
     drain_requested: bool,
     drain_sent: bool,
-    /// The worker's queue was full at the last send: the worker is not keeping up (or has
-    /// stopped reading, at its fd limit), so dispatch passes it by until a flush succeeds.
-    pub blocked: bool,
-    /// Connections handed to (or accepted by) this worker and not yet reported closed.
-    pub open: u64,
-    /// Connections sent to this worker, or that it reported accepting itself, in all.
-    pub connections: u64,
-    /// Requests this worker has reported answering, in all.
-    pub requests: u64,
+    /// The worker's queue was full at the last send.
+    blocked: bool,
+    /// Receive buffer (the largest packet is a 64 KiB user message).
+    recv_buf: Vec<u8>,
 }
 
-impl Link {
-    /// A link over the pair `(channel, peer)`, sending up to `batch` fds per packet.
-    pub fn new(channel: Channel, peer: Channel, batch: usize) -> Link {
-        Link {
+impl SeqpacketLink {
+    /// A link over the pair `(channel, peer)`.
+    pub fn new(channel: Channel, peer: Channel, options: LinkOptions) -> SeqpacketLink {
+        SeqpacketLink {
             channel,
             peer,
+            options: LinkOptions {
+                batch: options.batch.clamp(1, MAX_FDS_PER_HANDOFF),
+                ..options
+            },
             unsent: VecDeque::new(),
             next_seq: 1,
             acked_seq: 0,
-            want_acks: false,
-            eager_reports: false,
-            batch: batch.clamp(1, MAX_FDS_PER_HANDOFF),
             messages: VecDeque::new(),
             drain_requested: false,
             drain_sent: false,
             blocked: false,
-            open: 0,
-            connections: 0,
-            requests: 0,
+            recv_buf: Vec::new(),
         }
     }
 
-    /// Both ends' fds, for a forked child to close.
-    pub fn fds(&self) -> [RawFd; 2] {
-        [self.channel.raw_fd(), self.peer.raw_fd()]
+    /// Sends one packet of up to `batch` connections; the packet holds its own references
+    /// once `sendmsg` returns, so the master's copies are closed at once.
+    fn send_handoff(&mut self) -> io::Result<()> {
+        let n = self.unsent.len().min(self.options.batch);
+        let mut fds: [RawFd; MAX_FDS_PER_HANDOFF] = [-1; MAX_FDS_PER_HANDOFF];
+        let mut listeners = Vec::with_capacity(n);
+        for (i, c) in self.unsent.iter().take(n).enumerate() {
+            fds[i] = c.stream.as_raw_fd();
+            listeners.push(c.listener);
+        }
+        let msg = ToWorker::Handoff {
+            seq: self.next_seq,
+            ack: self.options.want_acks,
+            eager: self.options.eager_reports,
+            listeners,
+        };
+        self.channel.send_with_fds(|b| msg.encode(b), &fds[..n])?;
+        self.next_seq += 1;
+        self.unsent.drain(..n);
+        Ok(())
+    }
+}
+
+/// `Ok(false)` for a full queue, else the result as is.
+fn would_block(r: io::Result<()>) -> io::Result<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl Link for SeqpacketLink {
+    fn fd(&self) -> RawFd {
+        self.channel.raw_fd()
     }
 
-    /// Dispatches one connection to this worker (sent by the next [`Link::flush`]).
-    pub fn queue(&mut self, conn: Accepted) {
-        self.open += 1;
+    fn fds(&self) -> Vec<RawFd> {
+        vec![self.channel.raw_fd(), self.peer.raw_fd()]
+    }
+
+    fn queue(&mut self, conn: Accepted) {
         self.unsent.push_back(conn);
     }
 
-    /// Queues a user message.
-    pub fn queue_message(&mut self, msg: Vec<u8>) {
-        self.messages.push_back(msg);
+    fn queue_message(&mut self, msg: &[u8]) -> Result<(), String> {
+        if msg.len() > MAX_MESSAGE {
+            return Err(format!(
+                "message of {} bytes not sent: over the {MAX_MESSAGE}-byte limit",
+                msg.len()
+            ));
+        }
+        self.messages.push_back(msg.to_vec());
+        Ok(())
     }
 
-    /// Asks the worker to drain once everything queued before has been sent.
-    pub fn queue_drain(&mut self) {
+    fn queue_drain(&mut self) {
         self.drain_requested = true;
     }
 
-    /// Whether something waits to be sent.
-    pub fn has_unsent(&self) -> bool {
+    fn has_unsent(&self) -> bool {
         !self.unsent.is_empty()
             || !self.messages.is_empty()
             || (self.drain_requested && !self.drain_sent)
     }
 
-    /// Handoffs sent or queued that the worker has not acknowledged yet (with acks on).
-    pub fn unacked(&self) -> u64 {
-        self.next_seq - 1 - self.acked_seq + self.unsent.len() as u64
-    }
-
-    /// Sends what is queued, up to `batch` fds per packet, and closes the master's copies.
-    /// Stops without error when the worker's queue is full (`Ok(false)`: wait for a
-    /// writable event). An `Err` means the worker is gone.
-    pub fn flush(&mut self) -> io::Result<bool> {
+    fn flush(&mut self) -> io::Result<bool> {
         while !self.unsent.is_empty() {
-            let n = self.unsent.len().min(self.batch);
-            let seq = self.next_seq;
-            let mut fds: [RawFd; MAX_FDS_PER_HANDOFF] = [-1; MAX_FDS_PER_HANDOFF];
-            let mut listeners = Vec::with_capacity(n);
-            for (i, c) in self.unsent.iter().take(n).enumerate() {
-                fds[i] = c.stream.as_raw_fd();
-                listeners.push(c.listener);
-            }
-            let msg = ToWorker::Handoff {
-                seq,
-                ack: self.want_acks,
-                eager: self.eager_reports,
-                listeners,
-            };
-            match self.channel.send_with_fds(|b| msg.encode(b), &fds[..n]) {
-                Ok(()) => {
-                    self.next_seq += 1;
-                    self.connections += n as u64;
-                    // The packet holds its own references now: close the master's copies.
-                    self.unsent.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.blocked = true;
-                    return Ok(false);
-                }
-                Err(e) => return Err(e),
+            if !would_block(self.send_handoff())? {
+                self.blocked = true;
+                return Ok(false);
             }
         }
         self.blocked = false;
         while let Some(msg) = self.messages.front() {
-            match self.channel.send_to_worker(&ToWorker::Message(msg.clone())) {
-                Ok(()) => {
-                    self.messages.pop_front();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
+            let msg = ToWorker::Message(msg.clone());
+            if !would_block(self.channel.send_to_worker(&msg))? {
+                return Ok(false);
             }
+            self.messages.pop_front();
         }
         if self.drain_requested && !self.drain_sent {
-            match self.channel.send_to_worker(&ToWorker::Drain) {
-                Ok(()) => self.drain_sent = true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(e),
+            if !would_block(self.channel.send_to_worker(&ToWorker::Drain))? {
+                return Ok(false);
             }
+            self.drain_sent = true;
         }
         Ok(true)
     }
 
-    /// Whether this worker can take another connection: fewer than `limit` open and its
-    /// queue not full.
-    pub fn has_room(&self, limit: u64) -> bool {
-        self.open < limit && !self.blocked
+    fn receive(&mut self, out: &mut Vec<FromWorker>) -> io::Result<bool> {
+        if self.recv_buf.is_empty() {
+            self.recv_buf = vec![0; MAX_MESSAGE + 64];
+        }
+        loop {
+            let n = match self.channel.recv(&mut self.recv_buf)? {
+                // Workers send no fds; any that came are closed by dropping them here.
+                Received::Packet(n, _) | Received::Truncated(n) => n,
+                Received::WouldBlock => return Ok(true),
+                Received::Closed => return Ok(false),
+            };
+            out.push(match ToMaster::decode(&self.recv_buf[..n])? {
+                ToMaster::Online => FromWorker::Online,
+                ToMaster::Listen { req, addr, index } => {
+                    let addr = addr.parse().map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("listen request for '{addr}', not a numeric address"),
+                        )
+                    })?;
+                    FromWorker::Listen {
+                        req: req as u64,
+                        addr,
+                        index,
+                    }
+                }
+                ToMaster::Ack {
+                    seq,
+                    closed,
+                    requests,
+                    accepted,
+                } => {
+                    self.acked_seq = self.acked_seq.max(seq);
+                    FromWorker::Report {
+                        closed,
+                        requests,
+                        accepted,
+                    }
+                }
+                ToMaster::Message(payload) => FromWorker::Message(payload),
+            });
+        }
     }
 
-    /// Asks the worker to acknowledge every handoff from now on.
-    pub fn set_want_acks(&mut self, on: bool) {
-        self.want_acks = on;
+    fn reply_listen(&mut self, req: u64, grant: Result<Grant, String>) -> io::Result<()> {
+        let req = req as u32;
+        match grant {
+            Ok(grant) => {
+                let reply = ToWorker::ListenOk {
+                    req,
+                    listener: grant.listener,
+                    accept: grant.accept,
+                    addr: grant.local.to_string(),
+                };
+                let fds: Vec<RawFd> = grant.socket.iter().map(|s| s.as_raw_fd()).collect();
+                // `grant` (and with it the master's copy of the socket) is dropped once the
+                // packet holds its own reference.
+                self.channel.send_with_fds(|b| reply.encode(b), &fds)
+            }
+            Err(error) => self
+                .channel
+                .send_to_worker(&ToWorker::ListenErr { req, error }),
+        }
     }
 
-    /// Asks the worker to report closed connections in every loop turn that closed some,
-    /// before it sleeps again, so that `open` is fresh enough to steer by.
-    pub fn set_eager_reports(&mut self, on: bool) {
-        self.eager_reports = on;
-    }
-
-    /// The worker acknowledged handoffs up to `seq` and reported its counters.
-    pub fn on_ack(&mut self, seq: u64, closed: u32, requests: u32, accepted: u32) {
-        self.acked_seq = self.acked_seq.max(seq);
-        self.connections += accepted as u64;
-        self.open = (self.open + accepted as u64).saturating_sub(closed as u64);
-        self.requests += requests as u64;
-    }
-
-    /// Connections dispatched to this worker and not yet sent.
-    pub fn queued(&self) -> usize {
-        self.unsent.len()
-    }
-
-    /// The worker is dead: take back every connection it never read from its queue, and
-    /// every one not yet sent.
-    pub fn recover(&mut self) -> Vec<Accepted> {
+    fn recover(&mut self) -> Vec<Accepted> {
         let mut back: Vec<Accepted> = self.unsent.drain(..).collect();
         let mut buf = vec![0u8; 1024];
         loop {
@@ -233,7 +277,61 @@ impl Link {
                 Ok(Received::WouldBlock) | Ok(Received::Closed) | Err(_) => break,
             }
         }
-        self.open = 0;
         back
+    }
+
+    fn queued(&self) -> usize {
+        self.unsent.len()
+    }
+
+    fn unacked(&self) -> u64 {
+        self.next_seq - 1 - self.acked_seq + self.unsent.len() as u64
+    }
+
+    fn blocked(&self) -> bool {
+        self.blocked
+    }
+}
+
+impl Master {
+    /// Sends what every dirty link has queued.
+    pub(super) fn flush(&mut self) {
+        while let Some(key) = self.dirty.pop() {
+            let Some(w) = self.workers.get_mut(key) else {
+                continue;
+            };
+            if w.state == WorkerState::Disconnected || !w.link.has_unsent() {
+                continue;
+            }
+            let was_blocked = w.link.blocked();
+            match w.link.flush() {
+                Ok(all_sent) => {
+                    if all_sent == w.write_armed {
+                        w.write_armed = !all_sent;
+                        let interest = if all_sent {
+                            Interest::READABLE
+                        } else {
+                            Interest::READABLE | Interest::WRITABLE
+                        };
+                        let fd = w.link.fd();
+                        if let Err(e) = self.poll.registry().reregister(
+                            &mut SourceFd(&fd),
+                            Token(WORKER_BASE + key),
+                            interest,
+                        ) {
+                            log::error!("worker {}: reregister: {e}", w.id);
+                        }
+                    }
+                    if was_blocked && !w.link.blocked() {
+                        // Room again: the worker may take what waited for it.
+                        self.room_freed();
+                    }
+                }
+                Err(e) => {
+                    log::debug!("worker {}: channel: {e}", w.id);
+                    self.disconnect(key);
+                }
+            }
+        }
     }
 }

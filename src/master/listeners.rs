@@ -1,11 +1,19 @@
-//! The master's listening sockets, keyed by the address workers ask for.
+//! The master's listening sockets, keyed as Node keys them, and the grant a listen request
+//! gets.
 //!
 //! From Node's cluster documentation: "when a worker calls `server.listen()` it sends the
 //! master a message asking it to create the server socket, listen, and share it; if the master
 //! already has a listening socket for that address it skips creating one." This table is that
-//! rule. The key is the address as requested, so every worker asking for `127.0.0.1:0` shares
-//! one socket on one ephemeral port. Each listener keeps the workers that asked for it, in
-//! the order they asked, which is the rotation order of round-robin.
+//! rule. The key is the address as requested *and an index*: a worker's n-th `listen` on the
+//! same address has index n (Node's `child.js` counts them per address), so every worker's
+//! first `listen(127.0.0.1:0)` shares one socket on one ephemeral port, and a second
+//! `listen(127.0.0.1:0)` in each worker shares a second socket on another port. Each
+//! listener keeps the workers that asked for it, in the order they asked, which is the
+//! rotation order of round-robin.
+//!
+//! Addresses arrive here numeric: a worker resolves a name itself before it asks, so the
+//! master's single thread never blocks in `getaddrinfo` while every worker waits for it
+//! ([`resolve`] is for the addresses given before the loop starts).
 //!
 //! Sockets inherited at start (systemd socket activation, or herd's binary upgrade) wait in
 //! a pool until an address asks for them: a listener is taken from the pool when the
@@ -26,7 +34,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use mio::net::TcpListener;
 
-use super::handoff::Accepted;
+use super::accept::Accepted;
+use super::link::Grant;
+use super::systemd::Inherited;
 use crate::channel::ListenerId;
 use crate::policy::{Acceptance, AckGate, Picker};
 
@@ -36,9 +46,11 @@ use crate::policy::{Acceptance, AckGate, Picker};
 const BACKLOG: i32 = 4096;
 
 /// One listening socket and the workers it feeds.
-pub struct Listener {
-    /// The address workers asked for (the table's key).
+pub(crate) struct Listener {
+    /// The address workers asked for (with `index`, the table's key).
     pub requested: SocketAddr,
+    /// Which of a worker's listens on `requested` this is (0 for the first).
+    pub index: u32,
     /// The address actually bound.
     pub local: SocketAddr,
     /// `None` once closed (graceful stop): the id stays reserved.
@@ -55,13 +67,14 @@ pub struct Listener {
 
 /// Every listener the master has, indexed by [`ListenerId`].
 #[derive(Default)]
-pub struct Listeners {
+pub(crate) struct Listeners {
     list: Vec<Listener>,
     /// Inherited sockets no address has asked for yet.
-    inherited: Vec<super::systemd::Inherited>,
+    inherited: Vec<Inherited>,
 }
 
 /// Parses `host:port` (a literal IP, or a name such as `localhost`) into one socket address.
+/// It may block in `getaddrinfo`: only for addresses given before the master's loop runs.
 pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()
         .map_err(|e| io::Error::new(e.kind(), format!("bad address '{addr}': {e}")))?
@@ -69,37 +82,17 @@ pub fn resolve(addr: &str) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("bad address '{addr}'")))
 }
 
-/// Asks the kernel to complete `accept` only once the client has sent data (HTTP clients
-/// always speak first). The master then never wakes for, and a worker never reads too early
-/// from, a connection whose request has not arrived: the worker's first `read` finds it.
-/// A client that connects and stays silent is still accepted, after about a second.
-fn defer_accept(socket: &impl AsRawFd) {
-    let secs: libc::c_int = 1;
-    // SAFETY: setsockopt on a valid socket with a pointer to a live c_int of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&secs as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        log::debug!("TCP_DEFER_ACCEPT: {}", io::Error::last_os_error());
-    }
-}
-
 impl Listeners {
-    /// The listener for `addr`, binding it on first use (as `acceptance` needs it). Returns
-    /// its id and whether it is new.
+    /// Listener `index` of `requested`, binding it on first use (as `acceptance` needs it).
+    /// Returns its id and whether it is new.
     pub fn get_or_bind(
         &mut self,
-        addr: &str,
+        requested: SocketAddr,
+        index: u32,
         acceptance: Acceptance,
     ) -> io::Result<(ListenerId, bool)> {
-        let requested = resolve(addr)?;
-        if let Some(id) = self.list.iter().position(|l| l.requested == requested) {
+        let key = |l: &Listener| l.requested == requested && l.index == index;
+        if let Some(id) = self.list.iter().position(key) {
             if self.list[id].socket.is_some() {
                 return Ok((id as ListenerId, false));
             }
@@ -111,7 +104,7 @@ impl Listeners {
         if self.list.len() > u16::MAX as usize {
             return Err(io::Error::other("too many listeners"));
         }
-        let inherited = self.take_inherited(requested, acceptance != Acceptance::ReusePort);
+        let inherited = self.take_inherited(requested, index, acceptance != Acceptance::ReusePort);
         let socket = match inherited {
             Some(inherited) => {
                 log::info!(
@@ -141,10 +134,11 @@ impl Listeners {
         };
         // Inherited sockets too: the option is per socket, and a unit file's socket (or an
         // older herd's) may lack it.
-        defer_accept(&socket);
+        crate::sys::defer_accept(&socket);
         let local = socket.local_addr()?;
         self.list.push(Listener {
             requested,
+            index,
             local,
             socket: Some(socket),
             subscribers: Vec::new(),
@@ -156,34 +150,40 @@ impl Listeners {
     }
 
     /// Keeps inherited sockets for the addresses that will ask for them.
-    pub fn set_inherited(&mut self, inherited: Vec<super::systemd::Inherited>) {
+    pub fn set_inherited(&mut self, inherited: Vec<Inherited>) {
         self.inherited = inherited;
     }
 
     /// The inherited sockets no address has asked for.
-    pub fn unclaimed(&self) -> impl Iterator<Item = &super::systemd::Inherited> {
+    pub fn unclaimed(&self) -> impl Iterator<Item = &Inherited> {
         self.inherited.iter()
     }
 
-    /// The inherited socket for `requested` that is `listening` (or a reservation).
+    /// The inherited socket for listener `index` of `requested` that is `listening` (or a
+    /// reservation): the one passed on as that listener by a herd upgrade, else the first
+    /// one bound to `requested` (systemd's, which knows no index).
     fn take_inherited(
         &mut self,
         requested: SocketAddr,
+        index: u32,
         listening: bool,
-    ) -> Option<super::systemd::Inherited> {
-        let kind = |s: &&super::systemd::Inherited| s.listening == listening;
+    ) -> Option<Inherited> {
+        let kind = |s: &&Inherited| s.listening == listening;
         let i = (self.inherited.iter())
-            .position(|s| kind(&s) && s.requested == Some(requested))
+            .position(|s| kind(&s) && s.requested == Some((requested, index)))
             .or_else(|| (self.inherited.iter()).position(|s| kind(&s) && s.local == requested))?;
         Some(self.inherited.remove(i))
     }
 
-    /// `(fd, requested address)` of every open listener, in id order (what a binary
+    /// `(fd, requested address, index)` of every open listener, in id order (what a binary
     /// upgrade passes on).
-    pub fn open(&self) -> Vec<(RawFd, SocketAddr)> {
+    pub fn open(&self) -> Vec<(RawFd, SocketAddr, u32)> {
         self.list
             .iter()
-            .filter_map(|l| l.socket.as_ref().map(|s| (s.as_raw_fd(), l.requested)))
+            .filter_map(|l| {
+                let socket = l.socket.as_ref()?;
+                Some((socket.as_raw_fd(), l.requested, l.index))
+            })
             .collect()
     }
 
@@ -210,10 +210,30 @@ impl Listeners {
         }
     }
 
-    /// The listening socket a worker accepts from for listener `id` under `accept`: none when
-    /// the master accepts, a second descriptor of the shared socket (`shared`,
-    /// `shared-exclusive`), or a new `SO_REUSEPORT` socket of the worker's own (`reuseport`).
-    pub fn worker_socket(&self, id: ListenerId, accept: Acceptance) -> io::Result<Option<OwnedFd>> {
+    /// What a worker that asked for listener `id` gets under `accept`: the listener, and
+    /// the socket it accepts from itself: none when the master accepts, a second descriptor
+    /// of the shared socket (`shared`, `shared-exclusive`), or a new `SO_REUSEPORT` socket of
+    /// the worker's own (`reuseport`).
+    pub fn grant(&self, id: ListenerId, accept: Acceptance) -> io::Result<Grant> {
+        let socket = self.worker_socket(id, accept)?;
+        Ok(Grant {
+            listener: id,
+            local: self.get(id).local,
+            accept,
+            socket,
+        })
+    }
+
+    /// Adds worker `key` to listener `id`'s subscribers (once); returns its address.
+    pub fn subscribe(&mut self, id: ListenerId, key: usize) -> SocketAddr {
+        let l = self.get_mut(id);
+        if !l.subscribers.contains(&key) {
+            l.subscribers.push(key);
+        }
+        l.local
+    }
+
+    fn worker_socket(&self, id: ListenerId, accept: Acceptance) -> io::Result<Option<OwnedFd>> {
         let l = self.get(id);
         let Some(socket) = l.socket.as_ref() else {
             return Err(io::Error::new(
@@ -231,7 +251,7 @@ impl Listeners {
                     io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.local))
                 })?;
                 // As for the master's listeners: every policy gets the same accept behaviour.
-                defer_accept(&own);
+                crate::sys::defer_accept(&own);
                 Ok(Some(own.into()))
             }
         }

@@ -1,6 +1,7 @@
 //! Operating the master: what a service manager and an operator need beyond accept and
-//! dispatch. This module owns the options ([`OpsOptions`]), the state ([`Ops`]) and the hooks
-//! the master's loop calls; the mechanisms live in their own modules:
+//! dispatch. This module owns the state ([`Ops`]) and the hooks the master's loop calls; the
+//! settings are [`crate::config::ClusterConfig`]'s, and the mechanisms live in their own
+//! modules:
 //!
 //! * [`super::reload`]: rolling reload (SIGHUP, [`crate::Control::reload`], `--max-worker-rss`);
 //! * [`super::upgrade`]: binary upgrade (SIGUSR2) and the new master's side of it;
@@ -15,29 +16,15 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::reload::{Reload, ReloadStatus};
 use super::restarts::RestartLimit;
 use super::upgrade::{Upgrade, UpgradeStatus};
 use super::{systemd, Master, Phase, WorkerProc, WorkerState};
-use crate::cluster::ExitStatus;
+use crate::config::ClusterConfig;
+use crate::event::ExitStatus;
 use crate::worker::{Credentials, EXIT_CONFIG};
-
-/// The operational options of a cluster (set through [`crate::Cluster`]'s builder).
-#[derive(Debug, Clone, Default)]
-pub struct OpsOptions {
-    /// Where to write the master's pid.
-    pub pid_file: Option<PathBuf>,
-    /// At most this many restarts within this window, else the master gives up.
-    pub max_restarts: Option<(u32, Duration)>,
-    /// Replace a worker whose resident memory goes over this many bytes.
-    pub max_worker_rss: Option<u64>,
-    /// The user workers run as.
-    pub user: Option<String>,
-    /// The group workers run as.
-    pub group: Option<String>,
-}
 
 /// Reload and upgrade as the admin `/status` endpoint (or a log line) shows them.
 #[derive(Debug, Clone, Default)]
@@ -51,33 +38,26 @@ pub struct OpsStatus {
 }
 
 impl OpsStatus {
-    /// The status as a JSON object.
-    pub fn to_json(&self) -> String {
-        fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-            v.map_or("null".into(), |v| format!("\"{v}\""))
-        }
+    /// The status as a JSON value (part of `/status`).
+    pub fn to_json(&self) -> serde_json::Value {
         let r = &self.reload;
         let u = &self.upgrade;
-        format!(
-            "{{\"reload\":{{\"in_progress\":{},\"replacing\":{},\"reloads\":{},\"replaced\":{},\
-             \"last\":{}}},\"upgrade\":{{\"state\":\"{}\",\"new_pid\":{},\"last\":{}}},\
-             \"recent_restarts\":{}}}",
-            r.in_progress,
-            r.replacing
-                .map_or("null".into(), |(o, n)| format!("[{o},{n}]")),
-            r.reloads,
-            r.replaced,
-            opt(r.last.as_deref().map(json_escape)),
-            u.state,
-            u.new_pid.map_or("null".into(), |p| p.to_string()),
-            opt(u.last.as_deref().map(json_escape)),
-            self.recent_restarts
-        )
+        serde_json::json!({
+            "reload": {
+                "in_progress": r.in_progress,
+                "replacing": r.replacing.map(|(old, new)| [old, new]),
+                "reloads": r.reloads,
+                "replaced": r.replaced,
+                "last": r.last,
+            },
+            "upgrade": {
+                "state": u.state,
+                "new_pid": u.new_pid,
+                "last": u.last,
+            },
+            "recent_restarts": self.recent_restarts,
+        })
     }
-}
-
-fn json_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The master's operational state.
@@ -96,9 +76,9 @@ pub(super) struct Ops {
 }
 
 impl Ops {
-    /// Resolves the options (user names) and picks up what an upgrading master passed.
-    pub(super) fn new(options: OpsOptions) -> io::Result<Ops> {
-        let credentials = match (&options.user, &options.group) {
+    /// Resolves the settings (user names) and picks up what an upgrading master passed.
+    pub(super) fn new(config: &ClusterConfig) -> io::Result<Ops> {
+        let credentials = match (&config.user, &config.group) {
             (Some(user), group) => Some(Credentials::resolve(user, group.as_deref())?),
             (None, Some(group)) => {
                 return Err(io::Error::other(format!(
@@ -111,12 +91,12 @@ impl Ops {
             credentials,
             reload: Reload::default(),
             upgrade: Upgrade::from_env()?,
-            restarts: options
+            restarts: config
                 .max_restarts
                 .map(|(max, window)| RestartLimit::new(max, window)),
-            max_worker_rss: options.max_worker_rss,
+            max_worker_rss: config.max_worker_rss,
             next_rss_check: None,
-            pid_file: options.pid_file,
+            pid_file: config.pid_file.clone(),
             ready: false,
             gave_up: None,
         })
@@ -268,8 +248,8 @@ impl Master {
     /// The master is about to return from [`Master::run`] with `result`.
     pub(super) fn ops_exit(
         &mut self,
-        result: crate::cluster::Shutdown,
-    ) -> io::Result<crate::cluster::Shutdown> {
+        result: crate::event::Shutdown,
+    ) -> io::Result<crate::event::Shutdown> {
         if let Some(path) = &self.ops.pid_file {
             // Only our own: after an upgrade the file names the new master.
             let ours = std::fs::read_to_string(path)

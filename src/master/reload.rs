@@ -33,7 +33,7 @@ use nix::sys::signal::{kill, Signal};
 
 use super::{systemd, Master, Phase, WorkerProc, WorkerState};
 use crate::channel::ListenerId;
-use crate::cluster::ExitStatus;
+use crate::event::ExitStatus;
 use crate::worker::WorkerId;
 
 /// How long a replacement has to come online and listen before the reload gives up on it.
@@ -180,7 +180,7 @@ impl Master {
                     if ready {
                         let (old_key, old_id, new_id) = (step.old_key, step.old_id, step.new_id);
                         step.wait = Wait::Exit {
-                            deadline: now + self.shutdown_timeout,
+                            deadline: Master::deadline(now, self.config.shutdown_timeout),
                             killed: false,
                         };
                         if old_alive {
@@ -231,7 +231,7 @@ impl Master {
                         log::warn!(
                             "reload: worker {} still draining after {:?}: killing it",
                             old.id,
-                            self.shutdown_timeout
+                            self.config.shutdown_timeout
                         );
                         let _ = kill(old.pid, Signal::SIGKILL);
                     }

@@ -27,7 +27,7 @@ pub const HANDLED: [Signal; 6] = [
 ];
 
 /// The self-pipe and one flag per handled signal.
-pub struct Signals {
+pub(super) struct Signals {
     read: UnixStream,
     write: UnixStream,
     flags: Vec<(Signal, Arc<AtomicBool>)>,
@@ -68,5 +68,34 @@ impl Signals {
             .filter(|(_, f)| f.swap(false, Ordering::SeqCst))
             .map(|(s, _)| *s)
             .collect()
+    }
+}
+
+impl super::Master {
+    /// What each signal makes the master do (the table in the README's "Signals").
+    pub(super) fn on_signals(&mut self) {
+        use super::Phase;
+        for sig in self.signals.take() {
+            match sig {
+                Signal::SIGCHLD => self.reap(),
+                Signal::SIGTERM | Signal::SIGINT => {
+                    if self.phase == Phase::Running {
+                        log::info!("master: {sig} received, stopping gracefully");
+                        self.stop();
+                    } else if sig == Signal::SIGINT {
+                        log::warn!("master: second SIGINT, stopping now");
+                        self.kill_all();
+                    }
+                }
+                Signal::SIGQUIT => {
+                    log::warn!("master: SIGQUIT, stopping now");
+                    self.stop();
+                    self.kill_all();
+                }
+                Signal::SIGHUP => self.request_reload("SIGHUP"),
+                Signal::SIGUSR2 => self.start_upgrade(),
+                other => log::info!("master: {other} ignored"),
+            }
+        }
     }
 }

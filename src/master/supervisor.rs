@@ -1,6 +1,8 @@
-//! Supervision: forking workers, reaping them, and pacing respawns.
+//! Supervision: starting workers, reaping them, pacing respawns, stopping them.
 //!
-//! * **fork** happens only here, and only while the master is single-threaded: `fork()`
+//! * **spawn** ([`Master::spawn`]): the cluster's [`super::launch::Launch`] starts a worker
+//!   into a slot and returns its link, which the master registers with its poll.
+//! * **fork** happens only in [`fork_worker`], and only while the master is single-threaded: `fork()`
 //!   copies just the calling thread, so a lock held by any other thread (the allocator's, a
 //!   logger's) would stay locked forever in the child. [`fork_worker`] checks the thread count
 //!   from `/proc/self/status` before every fork and refuses when it is not 1.
@@ -9,15 +11,31 @@
 //! * **respawn back-off** ([`Slot`]): a worker that dies right after starting is restarted
 //!   after 100 ms, then 200 ms, 400 ms… up to 15 s; a worker that stayed up 30 s resets the
 //!   delay. A crash loop costs one fork per 15 s, never a fork storm.
+//! * **disconnect**: a worker whose channel closed gets nothing more, and the connections it
+//!   never read are dispatched to the others ([`super::handoff`] explains how they are
+//!   recovered); **kill** and the graceful **stop** (drain every worker, kill what is left
+//!   at the shutdown timeout) end the cluster.
+//!
+//! A panic in a forked child outside a request handler (the setup closure, a `Service`)
+//! must not unwind into the copy of the master's stack frames the child inherited, running
+//! the master's destructors there: [`fork_worker`] catches it and leaves with `_exit`.
 
 use std::convert::Infallible;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
-use crate::cluster::ExitStatus;
+use super::handoff::LinkOptions;
+use super::launch::LaunchContext;
+use super::{Load, Master, Phase, WorkerProc, WorkerState, WORKER_BASE};
+use crate::event::{Event, ExitStatus};
+use crate::policy::Policy;
 
 /// The first respawn delay after a quick death.
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -66,9 +84,16 @@ pub fn thread_count() -> io::Result<usize> {
         .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
 }
 
+/// The exit code of a forked child that panicked outside a request handler (Rust's own
+/// code for a panicking `main`).
+pub const EXIT_PANIC: i32 = 101;
+
 /// Forks a child that runs `child` and never returns; returns the child's pid in the parent.
-#[allow(unreachable_code)] // `child()` diverges: the match after it is the proof
-pub fn fork_worker(child: impl FnOnce() -> Infallible) -> io::Result<Pid> {
+///
+/// Refuses unless the process is single-threaded: `fork()` copies only the calling thread,
+/// so a lock held by any other thread (the allocator's, a logger's) would stay locked
+/// forever in the child.
+pub(crate) fn fork_worker(child: impl FnOnce() -> Infallible) -> io::Result<Pid> {
     let threads = thread_count()?;
     if threads != 1 {
         return Err(io::Error::other(format!(
@@ -76,17 +101,22 @@ pub fn fork_worker(child: impl FnOnce() -> Infallible) -> io::Result<Pid> {
              single-threaded; start no threads before Cluster::run)"
         )));
     }
-    // SAFETY: the process is single-threaded (checked just above), so the child gets a
-    // consistent copy of every lock and allocator state. The child runs only the worker and
-    // leaves through `process::exit`, never returning into the master's code.
-    match unsafe { fork() }? {
-        ForkResult::Child => match child() {},
-        ForkResult::Parent { child } => Ok(child),
+    match crate::sys::fork_single_threaded()? {
+        None => {
+            // The child. `child` leaves through `process::exit`; a panic that escapes it
+            // stops here instead of unwinding into the master's frames.
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child));
+            if panicked.is_err() {
+                log::error!("worker process {} panicked; exiting", std::process::id());
+            }
+            crate::sys::exit_now(EXIT_PANIC)
+        }
+        Some(child) => Ok(child),
     }
 }
 
 /// Collects every child that has exited, without blocking.
-pub fn reap() -> Vec<(Pid, ExitStatus)> {
+fn reap_exited() -> Vec<(Pid, ExitStatus)> {
     let mut gone = Vec::new();
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -102,6 +132,185 @@ pub fn reap() -> Vec<(Pid, ExitStatus)> {
                 return gone;
             }
         }
+    }
+}
+
+impl Master {
+    /// Starts a worker into `slot` and registers its link; returns its key.
+    pub(super) fn spawn(&mut self, slot: usize) -> io::Result<usize> {
+        let id = self.next_id;
+        self.next_id += 1;
+        // Everything of the master's that a forked child must not keep.
+        let mut master_fds: Vec<RawFd> = vec![self.poll.as_raw_fd()];
+        master_fds.extend(self.signals.fds());
+        master_fds.extend(self.listeners.fds());
+        master_fds.extend(self.workers.iter().flat_map(|(_, w)| w.link.fds()));
+        master_fds.extend(self.admin.iter().flat_map(|a| a.fds()));
+        master_fds.extend(self.ops.fds());
+        let policy = self.config.policy;
+        let launched = self.launch.launch(LaunchContext {
+            id,
+            master_fds: &master_fds,
+            credentials: self.ops.credentials.as_ref(),
+            link: LinkOptions {
+                batch: self.config.handoff_batch,
+                // Node's SCHED_RR: a worker is free again only once it acknowledged its
+                // connection.
+                want_acks: policy == Policy::Node,
+                eager_reports: matches!(policy, Policy::LeastConnections | Policy::P2c),
+            },
+        })?;
+        let key = self.workers.vacant_key();
+        let fd = launched.link.fd();
+        self.poll.registry().register(
+            &mut SourceFd(&fd),
+            Token(WORKER_BASE + key),
+            Interest::READABLE,
+        )?;
+        let pid = launched.pid;
+        self.workers.insert(WorkerProc {
+            id,
+            pid,
+            slot,
+            state: WorkerState::Starting,
+            started: Instant::now(),
+            link: launched.link,
+            load: Load::default(),
+            write_armed: false,
+        });
+        self.slots[slot].worker = Some(key);
+        log::info!("fork: worker {id} (pid {pid})");
+        self.emit(&Event::Fork {
+            worker: id,
+            pid: pid.as_raw(),
+        });
+        Ok(key)
+    }
+
+    /// Forks the workers whose respawn is due.
+    pub(super) fn respawn_due(&mut self, now: Instant) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        for slot in 0..self.slots.len() {
+            if matches!(self.slots[slot].respawn_at, Some(t) if t <= now) {
+                self.slots[slot].respawn_at = None;
+                if let Err(e) = self.spawn(slot) {
+                    log::error!("cannot start a worker: {e}");
+                    self.slots[slot].schedule_respawn(now, Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    /// Collects exited workers, hands back their unread connections, schedules respawns.
+    pub(super) fn reap(&mut self) {
+        for (pid, status) in reap_exited() {
+            let Some(key) = self
+                .workers
+                .iter()
+                .find(|(_, w)| w.pid == pid)
+                .map(|(k, _)| k)
+            else {
+                self.upgrade_child_exited(pid, status);
+                continue;
+            };
+            // Read what the worker said before it died, then take back what it never read.
+            self.read_worker(key);
+            self.disconnect(key);
+            let w = self.workers.remove(key);
+            self.exits += 1;
+            log::info!("worker {} exited ({status})", w.id);
+            self.emit(&Event::Exit {
+                worker: w.id,
+                status,
+            });
+            if self.ops_worker_exited(key, &w, status) {
+                continue;
+            }
+            let slot = &mut self.slots[w.slot];
+            if slot.worker == Some(key) {
+                slot.worker = None;
+                if self.phase == Phase::Running {
+                    let delay = slot.schedule_respawn(Instant::now(), w.started.elapsed());
+                    if !delay.is_zero() {
+                        log::warn!(
+                            "worker {} died after {:?}: respawning in {delay:?}",
+                            w.id,
+                            w.started.elapsed()
+                        );
+                    }
+                    self.ops_restart_scheduled(&w);
+                }
+            }
+        }
+    }
+
+    /// The worker's channel closed (or it broke the protocol): stop dispatching to it and
+    /// give the connections it never took to the others.
+    pub(super) fn disconnect(&mut self, key: usize) {
+        let w = &mut self.workers[key];
+        if w.state == WorkerState::Disconnected {
+            return;
+        }
+        w.state = WorkerState::Disconnected;
+        let id = w.id;
+        let fd = w.link.fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        let back = w.link.recover();
+        w.load.open = 0;
+        self.listeners.unsubscribe(key);
+        if !back.is_empty() {
+            log::info!(
+                "worker {id}: {} connection(s) it never read handed to other workers",
+                back.len()
+            );
+        }
+        self.emit(&Event::Disconnect { worker: id });
+        for conn in back {
+            self.dispatch(conn);
+        }
+    }
+
+    /// SIGKILL to every worker (a forced stop).
+    pub(super) fn kill_all(&mut self) {
+        self.forced = true;
+        for (_, w) in &self.workers {
+            let _ = kill(w.pid, Signal::SIGKILL);
+        }
+    }
+
+    /// Graceful stop: take what the kernel has queued, close the listeners, drain workers.
+    pub(super) fn stop(&mut self) {
+        self.phase = Phase::Stopping {
+            deadline: Master::deadline(Instant::now(), self.config.shutdown_timeout),
+        };
+        self.ops_stopping();
+        for slot in &mut self.slots {
+            slot.respawn_at = None;
+        }
+        // Connections already in the accept queue were accepted by the kernel on our behalf:
+        // serve them rather than reset them. (Under a worker-accept policy the workers do
+        // this final accept themselves when they drain.)
+        for id in self.listeners.ids().collect::<Vec<_>>() {
+            self.accept(id, usize::MAX);
+        }
+        self.release_gates();
+        for id in self.listeners.ids().collect::<Vec<_>>() {
+            let l = self.listeners.get_mut(id);
+            if let Some(mut socket) = l.socket.take() {
+                let _ = self.poll.registry().deregister(&mut socket);
+            }
+        }
+        for (key, w) in self.workers.iter_mut() {
+            if w.state != WorkerState::Disconnected {
+                w.state = WorkerState::Stopping;
+                w.link.queue_drain();
+                self.dirty.push(key);
+            }
+        }
+        // Connections nobody can take any more are closed (their clients see a clean close).
+        self.waiting.clear();
     }
 }
 

@@ -16,15 +16,33 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixDatagram;
 
 /// The first inherited fd, per the protocol (after stdin, stdout, stderr).
 pub const LISTEN_FDS_START: RawFd = 3;
 /// herd's own addition to the protocol: the addresses the fds were requested as, comma
-/// separated in fd order (a binary upgrade passes `127.0.0.1:0` for a listener that the
-/// first master bound to an ephemeral port; getsockname alone could not match that).
+/// separated in fd order, each with its listener index after a `#` when it is not 0 (a
+/// binary upgrade passes `127.0.0.1:0` for a listener that the first master bound to an
+/// ephemeral port, and `127.0.0.1:0#1` for the second one; getsockname alone could not
+/// match those).
 pub const REQUESTED_ENV: &str = "HERD_LISTEN_REQUESTED";
+
+/// One entry of [`REQUESTED_ENV`]: `ADDR` or `ADDR#INDEX`.
+pub fn format_requested(addr: SocketAddr, index: u32) -> String {
+    if index == 0 {
+        addr.to_string()
+    } else {
+        format!("{addr}#{index}")
+    }
+}
+
+fn parse_requested(s: &str) -> Option<(SocketAddr, u32)> {
+    match s.split_once('#') {
+        Some((addr, index)) => Some((addr.parse().ok()?, index.parse().ok()?)),
+        None => Some((s.parse().ok()?, 0)),
+    }
+}
 
 /// Sends one notification (`KEY=VALUE` lines) to the service manager, if there is one.
 /// Failures are logged, never fatal: a service manager that went away is not herd's problem.
@@ -56,13 +74,10 @@ use std::os::unix::ffi::OsStrExt;
 /// `RELOADING=1` with the monotonic timestamp systemd ≥ 253 asks for (`Type=notify-reload`);
 /// older versions ignore the extra field.
 pub fn notify_reloading() {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(std::time::Duration::from)
+        .unwrap_or_default();
+    let usec = now.as_micros();
     notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
 }
 
@@ -74,8 +89,9 @@ pub struct Inherited {
     pub socket: std::net::TcpListener,
     /// The address it is bound to (getsockname).
     pub local: SocketAddr,
-    /// The address it was requested as, if the passer said ([`REQUESTED_ENV`]).
-    pub requested: Option<SocketAddr>,
+    /// The address and listener index it was requested as, if the passer said
+    /// ([`REQUESTED_ENV`]).
+    pub requested: Option<(SocketAddr, u32)>,
     /// Listening; else a `reuseport` reservation passed on by a herd upgrade (bound with
     /// `SO_REUSEPORT`, never listening: see [`crate::reuseport`]).
     pub listening: bool,
@@ -107,7 +123,7 @@ pub fn inherited_listeners() -> io::Result<Vec<Inherited>> {
         .and_then(|c| c.parse().ok())
         .filter(|&c| (0..=1024).contains(&c))
         .ok_or_else(|| io::Error::other(format!("LISTEN_FDS={count:?} is not a count")))?;
-    let mut requested = requested.split(',').map(|a| a.parse::<SocketAddr>().ok());
+    let mut requested = requested.split(',').map(parse_requested);
     let mut out = Vec::new();
     for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
         let (socket, listening) = adopt(fd)?;
@@ -132,15 +148,9 @@ fn adopt(fd: RawFd) -> io::Result<(std::net::TcpListener, bool)> {
             "inherited fd {fd} is not a listening TCP socket: {why}"
         ))
     };
-    // A LISTEN_FDS that counts fds which are not open: wrapping one would close it twice.
-    // SAFETY: F_GETFD only reads the fd's flags.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(not_listener(io::Error::last_os_error().to_string()));
-    }
-    // SAFETY: the protocol hands this process fds LISTEN_FDS_START.. to own; nothing else in
-    // the process has wrapped them (this runs once, before any listener is opened), and the
-    // fd is open (checked above).
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The protocol hands this process fds LISTEN_FDS_START.. to own; this runs once, before
+    // any listener is opened. A LISTEN_FDS that counts fds which are not open is an error.
+    let owned = crate::sys::adopt_inherited(fd).map_err(|e| not_listener(e.to_string()))?;
     let kind = getsockopt(&owned, sockopt::SockType).map_err(|e| not_listener(e.to_string()))?;
     let listening =
         getsockopt(&owned, sockopt::AcceptConn).map_err(|e| not_listener(e.to_string()))?;
@@ -159,26 +169,6 @@ fn adopt(fd: RawFd) -> io::Result<(std::net::TcpListener, bool)> {
         return Err(not_listener("not bound".to_string()));
     }
     socket.set_nonblocking(true)?;
-    set_cloexec(socket.as_raw_fd(), true)?;
+    crate::sys::set_cloexec(&socket, true)?;
     Ok((socket, listening))
-}
-
-/// Sets or clears `FD_CLOEXEC` on `fd`.
-pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
-    // SAFETY: F_GETFD/F_SETFD on an fd the caller owns change only its flags.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let flags = if on {
-            flags | libc::FD_CLOEXEC
-        } else {
-            flags & !libc::FD_CLOEXEC
-        };
-        if libc::fcntl(fd, libc::F_SETFD, flags) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

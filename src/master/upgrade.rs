@@ -35,18 +35,18 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Interest, Token};
+use mio::Interest;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{supervisor, systemd, Master, Phase};
-use crate::cluster::ExitStatus;
+use super::{supervisor, systemd, Master, Phase, READY_PIPE};
+use crate::event::ExitStatus;
 
 /// The environment variable naming the fd on which a new master reports readiness.
 pub const READY_ENV: &str = "HERD_UPGRADE_READY_FD";
@@ -57,8 +57,6 @@ pub const FIRST_ID_ENV: &str = "HERD_FIRST_WORKER_ID";
 pub const BIN_ENV: &str = "HERD_UPGRADE_BIN";
 /// How long a new master has to report ready.
 pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
-/// The master's poll token for the ready pipe.
-pub(super) const READY_PIPE: Token = Token(super::WORKER_BASE - 1);
 
 /// What `/status` shows of the upgrade.
 #[derive(Debug, Clone, Default)]
@@ -118,10 +116,9 @@ impl Upgrade {
                     .ok()
                     .filter(|&fd| fd > 2)
                     .ok_or_else(|| io::Error::other(format!("{READY_ENV}={fd}: not an fd")))?;
-                // SAFETY: the old master passed this fd for us alone (see `exec_new_master`);
-                // nothing else in this process has wrapped it.
-                let file = unsafe { File::from_raw_fd(fd) };
-                systemd::set_cloexec(fd, true)?;
+                // The old master passed this fd for us alone (see `exec_new_master`).
+                let file = File::from(crate::sys::adopt_inherited(fd)?);
+                crate::sys::set_cloexec(&file, true)?;
                 Some(file)
             }
         };
@@ -242,7 +239,10 @@ impl Master {
             exec_new_master(&exe, &args, &listeners, write_fd, first_id)
         })?;
         drop(write); // the child's copy is the only writer now
-        set_nonblocking(read.as_raw_fd())?;
+        nix::fcntl::fcntl(
+            &read,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
         let fd = read.as_raw_fd();
         self.poll
             .registry()
@@ -337,7 +337,7 @@ impl Master {
         let _ = kill(pid, Signal::SIGTERM);
         self.ops.upgrade.state = State::Abandoning {
             pid,
-            kill_at: Instant::now() + self.shutdown_timeout,
+            kill_at: Master::deadline(Instant::now(), self.config.shutdown_timeout),
         };
         self.upgrade_failed(format!("new master (pid {pid}) {why}; stopping it"));
     }
@@ -361,24 +361,12 @@ impl Master {
     }
 }
 
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL on an fd we own change only its status flags.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// Reports why the child could not become the new master and ends it (the old master sees
 /// the exit and keeps serving).
 fn fail(what: &str, e: io::Error) -> ! {
     eprintln!("herd: upgrade: {what}: {e}");
-    // SAFETY: _exit ends the child without running the master's destructors or atexit
-    // handlers (they belong to the parent).
-    unsafe { libc::_exit(127) }
+    // Without the master's destructors or atexit handlers: they belong to the parent.
+    crate::sys::exit_now(127)
 }
 
 /// In the forked child: put the listeners at fds 3.. and the ready pipe after them, without
@@ -386,34 +374,20 @@ fn fail(what: &str, e: io::Error) -> ! {
 fn exec_new_master(
     exe: &std::path::Path,
     args: &[OsString],
-    listeners: &[(RawFd, SocketAddr)],
+    listeners: &[(RawFd, SocketAddr, u32)],
     ready: RawFd,
     first_id: crate::worker::WorkerId,
 ) -> std::convert::Infallible {
     let wanted: Vec<RawFd> = listeners.iter().map(|l| l.0).chain([ready]).collect();
     let first_target = systemd::LISTEN_FDS_START;
-    let above = first_target + wanted.len() as RawFd;
-    // Move every fd above the target range first, so that placing one cannot overwrite
-    // another that is still to be placed; dup2 then gives each target a copy without
-    // close-on-exec (and the copies above keep theirs, so they vanish at exec).
-    let mut high = Vec::with_capacity(wanted.len());
-    for fd in wanted {
-        // SAFETY: duplicating an fd of this process.
-        let h = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above) };
-        if h < 0 {
-            fail("dup", io::Error::last_os_error());
-        }
-        high.push(h);
-    }
-    for (i, h) in high.iter().enumerate() {
-        // SAFETY: dup2 onto a target fd; whatever the master had there is not needed by the
-        // program about to be exec'd.
-        if unsafe { libc::dup2(*h, first_target + i as RawFd) } < 0 {
-            fail("dup2", io::Error::last_os_error());
-        }
+    if let Err(e) = crate::sys::place_fds(&wanted, first_target) {
+        fail("placing the listeners at fds 3..", e);
     }
     let n = listeners.len();
-    let requested: Vec<String> = listeners.iter().map(|l| l.1.to_string()).collect();
+    let requested: Vec<String> = listeners
+        .iter()
+        .map(|&(_, addr, index)| systemd::format_requested(addr, index))
+        .collect();
     let err = std::process::Command::new(exe)
         .args(args)
         .env("LISTEN_FDS", n.to_string())

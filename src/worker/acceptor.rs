@@ -8,8 +8,8 @@
 //! would, and is counted for the master ([`Counters::accepted`]).
 //!
 //! The socket is registered **level-triggered**, straight through `epoll_ctl` on the worker
-//! poll's epoll fd, because mio always registers edge-triggered and has no flag for
-//! `EPOLLEXCLUSIVE`:
+//! poll's epoll fd ([`crate::sys::epoll_add_level`]), because mio always registers
+//! edge-triggered and has no flag for `EPOLLEXCLUSIVE`:
 //!
 //! * level-triggered, a worker may stop after a burst of accepts (to serve what it took)
 //!   and the next `epoll_wait` reports the socket again while connections are queued; with
@@ -26,7 +26,7 @@
 //! listening the connections wait in the kernel's queue for the other workers.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -68,44 +68,21 @@ impl Acceptor {
     }
 
     /// Starts watching the socket on the epoll instance `epoll`.
-    pub fn register(&mut self, epoll: RawFd) -> io::Result<()> {
+    pub fn register(&mut self, epoll: BorrowedFd<'_>) -> io::Result<()> {
         let Some(listener) = self.listener.as_ref() else {
             return Ok(());
         };
         if self.registered {
             return Ok(());
         }
-        let mut flags = libc::EPOLLIN as u32;
-        if self.exclusive {
-            flags |= libc::EPOLLEXCLUSIVE as u32;
-        }
-        let mut event = libc::epoll_event {
-            events: flags,
-            u64: self.token.0 as u64,
-        };
-        // SAFETY: `epoll` is the worker poll's live epoll fd and the listener's fd is open
-        // (owned by `self.listener`); the kernel copies `event` before returning.
-        let r = unsafe {
-            libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, listener.as_raw_fd(), &mut event)
-        };
-        if r == -1 {
-            return Err(io::Error::last_os_error());
-        }
+        crate::sys::epoll_add_level(epoll, listener.as_fd(), self.token, self.exclusive)?;
         self.registered = true;
         Ok(())
     }
 
-    fn deregister(&mut self, epoll: RawFd) {
+    fn deregister(&mut self, epoll: BorrowedFd<'_>) {
         if let (true, Some(listener)) = (self.registered, self.listener.as_ref()) {
-            // SAFETY: as in `register`; DEL ignores the event argument (may be null since 2.6.9).
-            unsafe {
-                libc::epoll_ctl(
-                    epoll,
-                    libc::EPOLL_CTL_DEL,
-                    listener.as_raw_fd(),
-                    std::ptr::null_mut(),
-                )
-            };
+            crate::sys::epoll_del(epoll, listener.as_fd());
         }
         self.registered = false;
     }
@@ -119,14 +96,14 @@ impl Acceptor {
     /// With no room, stops watching the socket until [`Acceptor::resume`] sees room again.
     pub fn accept(&mut self, cx: &mut Context<'_>, service: &mut dyn Service, room: usize) {
         if room == 0 {
-            self.deregister(cx.registry.as_raw_fd());
+            self.deregister(cx.registry.as_fd());
             return;
         }
         self.accept_up_to(cx, service, room.min(ACCEPT_BURST));
     }
 
     /// A paused acceptor watches its socket again once the pause is over and there is room.
-    pub fn resume(&mut self, epoll: RawFd, now: Instant, room: usize) {
+    pub fn resume(&mut self, epoll: BorrowedFd<'_>, now: Instant, room: usize) {
         if !self.paused() || room == 0 || self.paused_until.is_some_and(|t| now < t) {
             return;
         }
@@ -140,7 +117,7 @@ impl Acceptor {
     /// behalf), then stop watching and close this worker's descriptor of the socket.
     pub fn close(&mut self, cx: &mut Context<'_>, service: &mut dyn Service, room: usize) {
         self.accept_up_to(cx, service, room);
-        self.deregister(cx.registry.as_raw_fd());
+        self.deregister(cx.registry.as_fd());
         self.listener = None;
     }
 
@@ -164,7 +141,7 @@ impl Acceptor {
                         // for a moment; the other workers (or this one later) take the queue.
                         log::warn!("worker: accept: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
                         self.paused_until = Some(cx.now + ACCEPT_PAUSE);
-                        self.deregister(cx.registry.as_raw_fd());
+                        self.deregister(cx.registry.as_fd());
                         return;
                     }
                     // The client gave up before we accepted, or another transient error.

@@ -1,6 +1,11 @@
 //! The HTTP/1.1 server a worker runs for `herd serve`: drives one [`Session`] per connection
 //! over a non-blocking socket, with timeouts, backpressure and a careful close.
 //!
+//! [`HttpConnections`] is that socket side for any handler, given per call; the worker's
+//! [`HttpService`] is it with a handler of its own, and the master's admin endpoint uses it
+//! with a view of the master (so the admin gets the same timeouts, backpressure and
+//! lingering close, and there is one HTTP server in herd, not two).
+//!
 //! The protocol itself (parsing, framing, keep-alive rules, error statuses) lives in the
 //! sans-IO [`crate::http`] module; this file owns only the socket side of it:
 //!
@@ -75,9 +80,9 @@ struct Conn {
     reported: u64,
 }
 
-/// The `herd serve` service: an HTTP/1.1 server running `handler` for every request.
-pub struct HttpService<H: Handler> {
-    handler: H,
+/// HTTP/1.1 connections over non-blocking sockets, each driven by its own [`Session`]; the
+/// handler that answers their requests is given with each call.
+pub struct HttpConnections {
     limits: Limits,
     timeouts: Timeouts,
     conns: Slab<Conn>,
@@ -90,11 +95,10 @@ pub struct HttpService<H: Handler> {
     drain_started: Option<Instant>,
 }
 
-impl<H: Handler> HttpService<H> {
-    /// A server answering every request with `handler`, within `limits` and `timeouts`.
-    pub fn new(handler: H, limits: Limits, timeouts: Timeouts) -> Self {
-        HttpService {
-            handler,
+impl HttpConnections {
+    /// No connections yet; requests within `limits`, connections within `timeouts`.
+    pub fn new(limits: Limits, timeouts: Timeouts) -> HttpConnections {
+        HttpConnections {
             limits,
             timeouts,
             conns: Slab::new(),
@@ -104,13 +108,107 @@ impl<H: Handler> HttpService<H> {
         }
     }
 
+    /// Takes a new connection (non-blocking, not yet registered) and serves what it sent.
+    pub fn accept(&mut self, cx: &mut Context<'_>, stream: TcpStream, handler: &dyn Handler) {
+        let key = self.conns.insert(Conn {
+            stream,
+            session: Session::new(self.limits.clone()),
+            input: Vec::new(),
+            out: Vec::new(),
+            written: 0,
+            phase: Phase::Open,
+            can_read: true,
+            registered: false,
+            opened: cx.now,
+            request_started: None,
+            last_progress: cx.now,
+            reported: 0,
+        });
+        self.drive(cx, key, handler);
+    }
+
+    /// A connection's token is ready.
+    pub fn ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        token: Token,
+        event: &Event,
+        handler: &dyn Handler,
+    ) {
+        let key = Context::local(token);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return; // closed earlier in this same batch of events
+        };
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            conn.can_read = true;
+        }
+        self.drive(cx, key, handler);
+    }
+
+    /// Applies the timeouts (call a few times a second while there are connections).
+    pub fn tick(&mut self, cx: &mut Context<'_>, handler: &dyn Handler) {
+        let now = cx.now;
+        let drain_started = self.drain_started;
+        let timeouts = self.timeouts;
+        let expired: Vec<(usize, bool)> = self
+            .conns
+            .iter()
+            .filter_map(|(key, c)| {
+                (c.expired(now, drain_started, &timeouts)).map(|answer| (key, answer))
+            })
+            .collect();
+        for (key, answer) in expired {
+            let conn = &mut self.conns[key];
+            if answer {
+                // Slowloris or a stalled body: answer 408 and close once it is flushed.
+                let date = cx.date.get();
+                conn.session.timeout(&mut conn.out, date);
+                conn.phase = Phase::Closing;
+                conn.can_read = false;
+                conn.last_progress = now;
+                self.drive(cx, key, handler);
+            } else {
+                self.close(cx, key);
+            }
+        }
+    }
+
+    /// Every connection closes at its next request boundary: the response in progress, or
+    /// the next one, says `Connection: close`. Idle ones get [`Timeouts::drain_grace`].
+    pub fn drain(&mut self, cx: &mut Context<'_>) {
+        self.draining = true;
+        self.drain_started = Some(cx.now);
+        for (_, conn) in self.conns.iter_mut() {
+            conn.session.close_after_current();
+        }
+    }
+
+    /// Connections open.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Every connection's fd (for a forked child to close).
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.conns
+            .iter()
+            .map(|(_, c)| c.stream.as_raw_fd())
+            .collect()
+    }
+
     /// Runs the connection until it must wait for the socket, and closes it if it is done.
-    fn drive(&mut self, cx: &mut Context<'_>, key: usize) {
+    fn drive(&mut self, cx: &mut Context<'_>, key: usize, handler: &dyn Handler) {
         let conn = &mut self.conns[key];
         let status = conn.drive(
             cx,
             &mut self.scratch,
-            &self.handler,
+            handler,
             &self.limits,
             &self.timeouts,
             self.draining,
@@ -144,6 +242,22 @@ impl<H: Handler> HttpService<H> {
         // Closing the fd removes it from epoll: no deregister syscall needed.
         drop(self.conns.remove(key));
         cx.closed();
+    }
+}
+
+/// The `herd serve` service: an HTTP/1.1 server running `handler` for every request.
+pub struct HttpService<H: Handler> {
+    handler: H,
+    conns: HttpConnections,
+}
+
+impl<H: Handler> HttpService<H> {
+    /// A server answering every request with `handler`, within `limits` and `timeouts`.
+    pub fn new(handler: H, limits: Limits, timeouts: Timeouts) -> Self {
+        HttpService {
+            handler,
+            conns: HttpConnections::new(limits, timeouts),
+        }
     }
 }
 
@@ -330,72 +444,21 @@ impl Conn {
     }
 }
 
-impl<H: Handler> Service for HttpService<H> {
+impl<H: Handler + 'static> Service for HttpService<H> {
     fn accept(&mut self, cx: &mut Context<'_>, stream: TcpStream) {
-        let key = self.conns.insert(Conn {
-            stream,
-            session: Session::new(self.limits.clone()),
-            input: Vec::new(),
-            out: Vec::new(),
-            written: 0,
-            phase: Phase::Open,
-            can_read: true,
-            registered: false,
-            opened: cx.now,
-            request_started: None,
-            last_progress: cx.now,
-            reported: 0,
-        });
-        self.drive(cx, key);
+        self.conns.accept(cx, stream, &self.handler);
     }
 
     fn ready(&mut self, cx: &mut Context<'_>, token: Token, event: &Event) {
-        let key = Context::local(token);
-        let Some(conn) = self.conns.get_mut(key) else {
-            return; // closed earlier in this same batch of events
-        };
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            conn.can_read = true;
-        }
-        self.drive(cx, key);
+        self.conns.ready(cx, token, event, &self.handler);
     }
 
     fn tick(&mut self, cx: &mut Context<'_>) {
-        let now = cx.now;
-        let drain_started = self.drain_started;
-        let timeouts = self.timeouts;
-        let expired: Vec<(usize, bool)> = self
-            .conns
-            .iter()
-            .filter_map(|(key, c)| {
-                c.expired(now, drain_started, &timeouts)
-                    .map(|answer| (key, answer))
-            })
-            .collect();
-        for (key, answer) in expired {
-            let conn = &mut self.conns[key];
-            if answer {
-                // Slowloris or a stalled body: answer 408 and close once it is flushed.
-                let date = cx.date.get();
-                conn.session.timeout(&mut conn.out, date);
-                conn.phase = Phase::Closing;
-                conn.can_read = false;
-                conn.last_progress = now;
-                self.drive(cx, key);
-            } else {
-                self.close(cx, key);
-            }
-        }
+        self.conns.tick(cx, &self.handler);
     }
 
     fn drain(&mut self, cx: &mut Context<'_>) {
-        self.draining = true;
-        self.drain_started = Some(cx.now);
-        // Every connection closes at its next request boundary: the response in progress,
-        // or the next one, says `Connection: close`. Idle ones get `Timeouts::drain_grace` (`tick`).
-        for (_, conn) in self.conns.iter_mut() {
-            conn.session.close_after_current();
-        }
+        self.conns.drain(cx);
     }
 
     fn open_connections(&self) -> usize {

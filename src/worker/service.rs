@@ -12,10 +12,8 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
+use super::tokens;
 use crate::http::DateCache;
-
-/// Bits of a token that carry the service-local part; the bits above carry the service index.
-const LOCAL_BITS: u32 = 40;
 
 /// Counters a worker reports to the master, batched into its acknowledgements.
 #[derive(Debug, Default, Clone, Copy)]
@@ -50,14 +48,14 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// The token for this service's `local` id (a slab key, say). `local` must be < 2^40.
+    /// (The token rules are in `worker::tokens`.)
     pub fn token(&self, local: usize) -> Token {
-        debug_assert!(local < (1 << LOCAL_BITS));
-        Token((self.service << LOCAL_BITS) | local)
+        tokens::token(self.service, local)
     }
 
     /// The service-local id carried by `token`.
     pub fn local(token: Token) -> usize {
-        token.0 & ((1 << LOCAL_BITS) - 1)
+        tokens::local(token)
     }
 
     /// The current `Date` header value (IMF-fixdate), reformatted once a second.
@@ -74,21 +72,6 @@ impl Context<'_> {
     pub fn closed(&mut self) {
         self.counters.closed += 1;
     }
-}
-
-/// The service index a token belongs to.
-pub(crate) fn service_of(token: Token) -> usize {
-    token.0 >> LOCAL_BITS
-}
-
-/// The pseudo service index of the worker's own listening sockets (worker-accept policies):
-/// the highest, which no real service reaches.
-pub(crate) const ACCEPTORS: usize = usize::MAX >> LOCAL_BITS;
-
-/// The token of acceptor `i` (distinct from the channel's, whose local part is all ones).
-pub(crate) fn acceptor_token(i: usize) -> Token {
-    debug_assert!(i < (1 << LOCAL_BITS) - 1);
-    Token((ACCEPTORS << LOCAL_BITS) | i)
 }
 
 /// What a worker runs for one listener's connections.

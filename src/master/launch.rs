@@ -1,0 +1,91 @@
+//! Launching: how the master starts one worker process and gets the [`Link`] to it.
+//!
+//! A [`Launch`] is what kind of worker the cluster runs. [`ForkLaunch`] is herd's own: the
+//! master `fork()`s, and the child runs the user's setup closure and the worker event loop
+//! ([`crate::worker`]), talking to the master over a seqpacket socketpair created just
+//! before the fork. Another kind (a program started with `exec`, speaking its own protocol)
+//! implements the same trait and returns its own link; the supervisor does not tell them
+//! apart.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use nix::unistd::Pid;
+
+use super::handoff::{LinkOptions, SeqpacketLink};
+use super::link::Link;
+use super::supervisor::fork_worker;
+use crate::channel::Channel;
+use crate::worker::{self, Credentials, Setup, WorkerId};
+
+/// What the supervisor gives a launch.
+pub(crate) struct LaunchContext<'a> {
+    /// The new worker's id.
+    pub id: WorkerId,
+    /// Every fd of the master's (listeners, other workers' links, its poll, signal pipe,
+    /// admin sockets): a forked child must close them. (All are close-on-exec, so an exec'd
+    /// program never sees them.)
+    pub master_fds: &'a [RawFd],
+    /// Who the worker runs as (`--user`), if not the master's user.
+    pub credentials: Option<&'a Credentials>,
+    /// What the link should ask of the worker under the policy.
+    pub link: LinkOptions,
+}
+
+/// A started worker.
+pub(crate) struct Launched {
+    /// Its process id.
+    pub pid: Pid,
+    /// The master's side of its channel.
+    pub link: Box<dyn Link>,
+}
+
+/// A kind of worker: how to start one.
+pub(crate) trait Launch {
+    /// Starts worker `cx.id`. The master is single-threaded here (a fork is safe).
+    fn launch(&mut self, cx: LaunchContext<'_>) -> io::Result<Launched>;
+}
+
+/// herd's own workers: a forked child running the user's setup closure, then its loop.
+pub(crate) struct ForkLaunch {
+    setup: Setup,
+}
+
+impl ForkLaunch {
+    /// Workers that run `setup` after the fork.
+    pub fn new(setup: Setup) -> ForkLaunch {
+        ForkLaunch { setup }
+    }
+}
+
+impl Launch for ForkLaunch {
+    fn launch(&mut self, cx: LaunchContext<'_>) -> io::Result<Launched> {
+        let (master_end, worker_end) = Channel::pair()?;
+        // The child gets a dup of its end; the original stays with the master (see
+        // `handoff`: it is how a dead worker's unread connections are recovered).
+        let child_end = worker_end.try_clone()?;
+        let mut close: Vec<RawFd> = cx.master_fds.to_vec();
+        close.extend([master_end.raw_fd(), worker_end.raw_fd()]);
+        let master_pid = nix::unistd::getpid();
+        let setup = &mut self.setup;
+        let id = cx.id;
+        let credentials = cx.credentials;
+        // INVARIANT: the master is single-threaded here (fork_worker checks it). The child
+        // closes the master's fds, builds its own Poll and never returns.
+        let pid = fork_worker(move || {
+            worker::run_child(worker::ChildStart {
+                id,
+                channel: child_end,
+                master_pid,
+                close: &close,
+                setup: &mut **setup,
+                credentials,
+            })
+        })?;
+        // `child_end` moved into the closure and was dropped (closed) here in the parent.
+        Ok(Launched {
+            pid,
+            link: Box::new(SeqpacketLink::new(master_end, worker_end, cx.link)),
+        })
+    }
+}

@@ -1,0 +1,118 @@
+//! The seam between the master and one worker process, whatever kind of worker it is.
+//!
+//! Accept, dispatch, the policies, reload and the admin endpoint see a worker only through
+//! [`Link`]: they queue connections, user messages and a drain on it, flush it at the end
+//! of the loop turn, hear what the worker said as [`FromWorker`] messages, and take back
+//! what it never took when it dies. The wire behind a link is its own business:
+//!
+//! * herd's forked workers: a `SOCK_SEQPACKET` socketpair, one binary message per packet,
+//!   up to 16 fds per handoff ([`super::handoff::SeqpacketLink`], [`crate::channel`]);
+//! * an exec'd program speaking another protocol (Node.js's newline-delimited JSON over a
+//!   `SOCK_STREAM` socketpair, one fd per `sendmsg`) implements the same trait.
+//!
+//! A [`super::launch::Launch`] starts the process and returns its link.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{OwnedFd, RawFd};
+
+use super::accept::Accepted;
+use crate::channel::ListenerId;
+use crate::policy::Acceptance;
+
+/// What a worker told the master, in the master's terms.
+#[derive(Debug)]
+pub(crate) enum FromWorker {
+    /// The worker process is up.
+    Online,
+    /// Please share listener `index` of `addr` with me (Node's `server.listen()` in a
+    /// worker). Answered with [`Link::reply_listen`], quoting `req`.
+    Listen {
+        /// The link's own name for the request.
+        req: u64,
+        /// The address asked for (numeric: names are resolved by the worker).
+        addr: SocketAddr,
+        /// The how-many-th listen of this worker on `addr` (0 for the first).
+        index: u32,
+    },
+    /// Counters since the previous report; also means the link's [`Link::unacked`] may
+    /// have dropped (the `node` policy frees a worker once everything it was sent is
+    /// acknowledged).
+    Report {
+        /// Connections closed.
+        closed: u32,
+        /// Requests answered.
+        requests: u32,
+        /// Connections the worker accepted itself (worker-accept policies).
+        accepted: u32,
+    },
+    /// The worker gave a connection back without serving it (a Node server that is
+    /// closing or at its `maxConnections`): dispatch it to another worker.
+    #[allow(dead_code)] // herd's own workers never give one back; Node's do
+    Rejected(Accepted),
+    /// A user message (`process.send`, `Worker::send`), as the worker's bytes.
+    Message(Vec<u8>),
+}
+
+/// A successful listen request: the listener, and the socket the worker accepts from
+/// itself under a worker-accept policy (the link sends it and then closes the master's
+/// copy).
+#[derive(Debug)]
+pub(crate) struct Grant {
+    /// The listener's id (herd's workers tag handoffs with it).
+    pub listener: ListenerId,
+    /// The bound address (the real port when port 0 was asked for).
+    pub local: SocketAddr,
+    /// Who accepts.
+    pub accept: Acceptance,
+    /// The listening socket for the worker, unless the master accepts.
+    pub socket: Option<OwnedFd>,
+}
+
+/// The master's side of one worker's channel. See the module documentation.
+pub(crate) trait Link {
+    /// The fd the master polls for the worker's messages (and for room to write).
+    fn fd(&self) -> RawFd;
+
+    /// Every fd the link holds, for a forked child to close.
+    fn fds(&self) -> Vec<RawFd>;
+
+    /// Queues one connection for the next [`Link::flush`].
+    fn queue(&mut self, conn: Accepted);
+
+    /// Queues a user message, or says why it cannot be sent (too large, or not something
+    /// this kind of worker can receive).
+    fn queue_message(&mut self, msg: &[u8]) -> Result<(), String>;
+
+    /// Asks the worker to drain once everything queued before has been sent.
+    fn queue_drain(&mut self);
+
+    /// Whether something waits to be sent.
+    fn has_unsent(&self) -> bool;
+
+    /// Sends what is queued. `Ok(false)`: the worker's queue is full, wait for the fd to be
+    /// writable. `Err`: the worker is gone.
+    fn flush(&mut self) -> io::Result<bool>;
+
+    /// Reads everything the worker sent, appending it to `out`. `Ok(false)`: the channel is
+    /// closed. `Err` with [`io::ErrorKind::InvalidData`]: the worker broke the protocol.
+    fn receive(&mut self, out: &mut Vec<FromWorker>) -> io::Result<bool>;
+
+    /// Answers listen request `req`.
+    fn reply_listen(&mut self, req: u64, grant: Result<Grant, String>) -> io::Result<()>;
+
+    /// The worker is dead: every connection it was given and did not take, and every one
+    /// not yet sent.
+    fn recover(&mut self) -> Vec<Accepted>;
+
+    /// Connections queued and not yet sent.
+    fn queued(&self) -> usize;
+
+    /// Connections sent (or queued) that the worker has not acknowledged yet: the `node`
+    /// policy gives a worker its next connection only at 0.
+    fn unacked(&self) -> u64;
+
+    /// The worker's queue was full at the last flush: dispatch passes it by until a flush
+    /// succeeds.
+    fn blocked(&self) -> bool;
+}

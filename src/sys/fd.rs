@@ -1,0 +1,82 @@
+//! File-descriptor plumbing that std and nix leave to `unsafe`: taking ownership of a
+//! numbered fd passed by a parent, closing a parent's fds in a forked child, and moving fds
+//! to fixed numbers before `exec`.
+
+use std::io;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+
+/// Sets or clears `FD_CLOEXEC` on `fd`.
+pub(crate) fn set_cloexec(fd: impl AsFd, on: bool) -> io::Result<()> {
+    let fd = fd.as_fd();
+    let flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD)?);
+    let flags = if on {
+        flags | FdFlag::FD_CLOEXEC
+    } else {
+        flags - FdFlag::FD_CLOEXEC
+    };
+    fcntl(fd, FcntlArg::F_SETFD(flags))?;
+    Ok(())
+}
+
+/// Takes ownership of `fd`, which a parent process passed to this one by number (systemd's
+/// socket activation, a herd binary upgrade's ready pipe). Fails if no such fd is open:
+/// wrapping a number that is not open, or that something else already owns, would close it
+/// twice.
+///
+/// Callers must take each passed fd once, before anything else in the process could have
+/// opened or wrapped that number (at start, before any listener or poll exists).
+pub(crate) fn adopt_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 3 {
+        return Err(io::Error::other(format!("fd {fd} is a standard stream")));
+    }
+    // SAFETY: F_GETFD only reads the flags of whatever `fd` names (EBADF if nothing).
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open (checked just above), it was passed to this process for it
+    // alone, and the caller takes it once at start, before anything else wraps it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// In a freshly forked child: closes `fds`, which belong to the parent (its listeners, its
+/// poll, other workers' channels).
+///
+/// The caller is a forked child that will never touch those fds again and never drops the
+/// parent's objects that own them (it leaves through `exit`, not by returning).
+pub(crate) fn close_inherited_from_parent(fds: &[RawFd]) {
+    for &fd in fds {
+        // SAFETY: these fds are the parent's; this process never uses them again and no
+        // Rust object in it will touch them (the parent's state is never dropped here: the
+        // child leaves through `process::exit`). Closing an fd number is async-signal-safe.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// In a forked child about to `exec`: puts `wanted[i]` at fd `first + i`, without
+/// close-on-exec, so the program starts with them there. Every fd is first moved above the
+/// target range, so that placing one cannot overwrite another still to be placed; `dup2`
+/// then gives each target a copy without close-on-exec (the copies above keep theirs, so
+/// they vanish at `exec`).
+pub(crate) fn place_fds(wanted: &[RawFd], first: RawFd) -> io::Result<()> {
+    let above = first + wanted.len() as RawFd;
+    let mut high = Vec::with_capacity(wanted.len());
+    for &fd in wanted {
+        // SAFETY: F_DUPFD_CLOEXEC duplicates an fd of this process onto a free number
+        // >= `above`; it creates a new fd and touches no other.
+        let h = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above) };
+        if h < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        high.push(h);
+    }
+    for (i, &h) in high.iter().enumerate() {
+        // SAFETY: dup2 onto a target number in this child about to exec: whatever the
+        // parent had there is not needed by the program (the caller placed what it needs).
+        if unsafe { libc::dup2(h, first + i as RawFd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

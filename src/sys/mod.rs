@@ -1,0 +1,24 @@
+//! The system-call fence: every raw `libc` call herd makes, behind a safe function.
+//!
+//! Most of herd's system calls go through mio, nix or std, which are safe to call. What
+//! they do not offer lives here, each `unsafe` block with the `// SAFETY:` note that names
+//! the invariant making it sound, so that the rest of the crate holds no `unsafe` at all
+//! (as mio keeps its platform code under `sys/`):
+//!
+//! * [`fd`]: descriptor flags, adopting inherited fds, closing the master's fds in a forked
+//!   child, placing fds at fixed numbers before `exec`;
+//! * [`socket`]: `recvmsg` with `MSG_CMSG_CLOEXEC` (received fds are close-on-exec from
+//!   birth), `TCP_DEFER_ACCEPT`, waiting for one fd;
+//! * [`epoll`]: level-triggered and `EPOLLEXCLUSIVE` registration, which mio does not offer;
+//! * [`process`]: `fork` (only while single-threaded), `_exit`, a forked worker's signal
+//!   dispositions and its signal self-pipe.
+
+mod epoll;
+mod fd;
+mod process;
+mod socket;
+
+pub(crate) use epoll::{epoll_add_level, epoll_del};
+pub(crate) use fd::{adopt_inherited, close_inherited_from_parent, place_fds, set_cloexec};
+pub(crate) use process::{exit_now, fork_single_threaded, install_worker_signals, SignalPipe};
+pub(crate) use socket::{defer_accept, recv_with_fds, wait_for};
