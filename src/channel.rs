@@ -492,6 +492,26 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_longer_than_the_buffer_is_an_error_not_a_short_message() {
+        let (mut master, worker) = Channel::pair().unwrap();
+        master
+            .send_to_worker(&ToWorker::Message(vec![7; 300]))
+            .unwrap();
+        let mut small = [0u8; 100];
+        let err = worker.recv(&mut small).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        // The channel goes on: the next packet arrives whole.
+        master.send_to_worker(&ToWorker::Drain).unwrap();
+        let mut buf = [0u8; 100];
+        match worker.recv(&mut buf).unwrap() {
+            Received::Packet(n, _) => {
+                assert_eq!(ToWorker::decode(&buf[..n]).unwrap(), ToWorker::Drain)
+            }
+            other => panic!("expected a packet, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn fds_cross_with_their_packet_and_arrive_close_on_exec() {
         let (mut master, worker) = Channel::pair().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

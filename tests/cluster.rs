@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Instant;
 
@@ -307,4 +307,109 @@ fn workers_hold_nothing_of_the_master() {
             "worker {pid} epoll: {info}"
         );
     }
+}
+
+#[test]
+fn a_setup_that_panics_never_runs_the_masters_destructors_in_the_child() {
+    let mut cmd = Command::new(example_bin("edge_cases"));
+    cmd.args(["panic", "127.0.0.1:0"]);
+    let (mut child, log) = spawn_logged(cmd);
+    log.wait_for("master listening on ");
+    // The worker panics after it listens; it exits, and is respawned with back-off.
+    log.wait_for_n(2, |l| l.contains("panicked; exiting"));
+    let exits = log.wait_for_n(1, |l| l.contains("worker 1 exited"));
+    assert!(exits[0].contains("code 101"), "{exits:?}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(wait_exit(&mut child).success());
+    let master = child.id();
+    let drops: Vec<String> = (log.lines().into_iter())
+        .filter(|l| l.contains("main's guard dropped in pid"))
+        .collect();
+    assert_eq!(
+        drops,
+        [format!("main's guard dropped in pid {master}")],
+        "only the master drops what main holds; log:\n{}",
+        log.lines().join("\n")
+    );
+}
+
+#[test]
+fn an_unbounded_shutdown_timeout_stops_gracefully() {
+    let mut cmd = Command::new(example_bin("edge_cases"));
+    cmd.args(["forever", "127.0.0.1:0"]);
+    let (mut child, log) = spawn_logged(cmd);
+    let addr = log.wait_for_addr("master listening on ");
+    log.wait_for("worker 1 listening on");
+    assert_eq!(get(addr, "/").text(), "hello world");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut child);
+    let text = log.lines().join("\n");
+    assert!(status.success(), "{status:?}\n{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(text.contains("cluster ended: Graceful"), "{text}");
+}
+
+#[test]
+fn two_listens_on_one_port_0_are_two_ports_each_served_by_every_worker() {
+    // Node's rule: a worker's n-th listen on an address is listener n of that address.
+    let mut cmd = Command::new(herd_bin());
+    cmd.args([
+        "serve",
+        "--app",
+        "bench",
+        "--workers",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let (mut child, log) = spawn_logged(cmd);
+    let masters = log.wait_for_n(2, |l| l.contains("master listening on "));
+    let ports: Vec<SocketAddr> = masters
+        .iter()
+        .map(|l| {
+            l.rsplit("listening on ")
+                .next()
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_ne!(ports[0], ports[1], "{masters:?}");
+    log.wait_for_n(4, |l| {
+        l.contains("] worker ") && l.contains(" listening on ")
+    });
+    for addr in ports {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            seen.insert(get(addr, "/worker").text());
+        }
+        assert_eq!(seen.len(), 2, "{addr}: {seen:?}");
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn sigterm_to_one_worker_drains_that_worker_and_its_slot_is_refilled() {
+    // As systemd's KillMode=control-group (or a person) would: the worker itself gets
+    // SIGTERM. It reaches the worker's loop through its signal pipe whenever it arrives.
+    let h = Herd::serve(2, &["--app", "bench"]);
+    let forks = h.forks();
+    let pid = forks[&1];
+    // SAFETY: kill(2) on a worker of ours.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    h.log.wait_for("worker 1 exited (code 0)");
+    h.log.wait_for("worker 3 listening on");
+    let mut seen = std::collections::BTreeSet::new();
+    wait_until("workers 2 and 3 to serve", || {
+        seen.insert(worker_of(&h));
+        seen.len() == 2
+    });
+    assert!(!seen.contains(&1), "{seen:?}");
 }

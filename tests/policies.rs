@@ -314,3 +314,76 @@ fn least_connections_steers_around_a_blocked_worker() {
 fn p2c_steers_around_a_blocked_worker() {
     steers_around_a_blocked_worker("p2c");
 }
+
+/// Every worker at its connection limit, then room again: the connection that waited
+/// meanwhile is served, and afterwards both workers serve. Under `node`, a free worker that
+/// was at its limit when a connection was handed out used to be dropped from the gate's
+/// free list for good: it never got another connection, and once every worker had been
+/// dropped that way the master served nothing more.
+fn serves_again_after_every_worker_was_full(policy: &str) {
+    let h = Herd::serve(
+        2,
+        &[
+            "--app",
+            "bench",
+            "--policy",
+            policy,
+            "--max-connections",
+            "2",
+        ],
+    );
+    // Four idle keep-alive connections fill both workers (two each); each knows its worker.
+    let mut idle: Vec<(u32, std::net::TcpStream)> = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect(h.addr);
+        s.write_all(b"GET /worker HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let r = read_response(&mut reader, false).expect("a response");
+        idle.push((r.text().parse().expect("a worker id"), s));
+    }
+    let last = idle[3].0;
+    assert_eq!(
+        idle.iter().filter(|(w, _)| *w == last).count(),
+        2,
+        "{policy}"
+    );
+    // A fifth connection waits: every worker is full.
+    let addr = h.addr;
+    let waiting = std::thread::spawn(move || get(addr, "/worker").status);
+    // Room on the worker that took the last one: the fifth goes there. (Under `node` the
+    // other worker, still full, was at the front of the free list: the old gate dropped it.)
+    let at = idle.iter().position(|(w, _)| *w == last).unwrap();
+    drop(idle.remove(at));
+    assert_eq!(
+        waiting.join().unwrap(),
+        200,
+        "{policy}: the waiting connection"
+    );
+    drop(idle);
+    let mut seen = std::collections::BTreeSet::new();
+    wait_until("both workers to serve again", || {
+        seen.insert(worker_of(h.addr));
+        seen.len() == 2
+    });
+}
+
+#[test]
+fn serves_again_after_every_worker_was_full_under_node() {
+    serves_again_after_every_worker_was_full("node");
+}
+
+#[test]
+fn serves_again_after_every_worker_was_full_under_round_robin() {
+    serves_again_after_every_worker_was_full("round-robin");
+}
+
+#[test]
+fn serves_again_after_every_worker_was_full_under_least_connections() {
+    serves_again_after_every_worker_was_full("least-connections");
+}
+
+#[test]
+fn serves_again_after_every_worker_was_full_under_p2c() {
+    serves_again_after_every_worker_was_full("p2c");
+}

@@ -92,9 +92,12 @@ pub fn spawn_logged(mut cmd: Command) -> (Child, Log) {
     (child, log)
 }
 
-/// The herd binary under test.
+/// The herd binary under test; `$HERD_TEST_BIN` runs the tests against another build (an
+/// older one, to see a test fail before its fix).
 pub fn herd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_herd"))
+    std::env::var_os("HERD_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_herd")))
 }
 
 /// An example binary (cargo builds examples for `cargo test`).
