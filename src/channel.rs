@@ -397,7 +397,7 @@ impl Channel {
     }
 
     /// Receives one packet into `buf`, with up to [`MAX_FDS_PER_HANDOFF`] fds, their
-    /// descriptors close-on-exec from birth ([`crate::sys::recv_with_fds`]).
+    /// descriptors close-on-exec from birth (`sys::recv_with_fds`).
     ///
     /// A packet longer than `buf` (`MSG_TRUNC`) is an `InvalidData` error: its tail is lost,
     /// so it cannot be decoded; every packet herd sends fits the buffers herd receives into.

@@ -23,7 +23,7 @@
 //! ```
 //!
 //! The builder only collects settings ([`ClusterConfig`]) and callbacks; [`Cluster::run`]
-//! hands them to the master ([`crate::master`]).
+//! hands them to the master (`master`).
 //!
 //! [`Cluster::run`] turns the calling process into the master: it forks the workers, each of
 //! which runs the `worker` closure and then its event loop; the master supervises them until
@@ -43,6 +43,16 @@ pub struct Cluster {
     config: ClusterConfig,
     on_event: Option<EventCallback>,
     setup: Option<Setup>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("config", &self.config)
+            .field("on_event", &self.on_event.is_some())
+            .field("worker", &self.setup.is_some())
+            .finish()
+    }
 }
 
 impl Default for Cluster {

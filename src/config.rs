@@ -1,6 +1,6 @@
 //! [`ClusterConfig`]: everything a cluster is configured with, as plain data.
 //!
-//! The public builder ([`crate::Cluster`]) fills one in; the master ([`crate::master`])
+//! The public builder ([`crate::Cluster`]) fills one in; the master (`master`)
 //! reads it. Both import this module and neither imports the other's internals, so the
 //! settings have one definition and one set of defaults. What the settings *do* is
 //! documented on the builder's methods, which are the way users set them.

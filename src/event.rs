@@ -3,7 +3,7 @@
 //! [`Control`] an event callback gets, and how a cluster ended ([`Shutdown`]).
 //!
 //! Plain data, below both the public builder ([`crate::Cluster`]) and the master's loop
-//! ([`crate::master`]), which both import it.
+//! (`master`), which both import it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -114,7 +114,7 @@ impl Control {
     }
 }
 
-/// How [`Cluster::run`] ended.
+/// How [`crate::Cluster::run`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shutdown {
     /// Every worker finished its in-flight requests and exited.

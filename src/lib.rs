@@ -5,24 +5,37 @@
 //! worker's Unix socket with `SCM_RIGHTS`. Workers are `fork()`ed children, each one mio event
 //! loop serving HTTP/1.1.
 //!
-//! The crate in the order a connection meets it:
+//! # Layout
 //!
-//! * [`cluster`]: the public API, shaped like Node's: [`Cluster`], life-cycle [`Event`]s,
-//!   messages both ways.
-//! * [`master`]: the master's loop: accept, dispatch by [`policy`], hand off, supervise
-//!   (fork, reap, respawn with back-off), graceful stop.
-//! * [`channel`]: the wire between master and worker: one seqpacket message per packet,
-//!   fds attached with `SCM_RIGHTS`.
-//! * [`worker`]: the worker process: its own `Poll`, the handoffs it acknowledges, and the
-//!   [`worker::Service`] each listener's connections go to.
+//! In the order a connection meets it (`master`, `sys` and `reuseport` are private: read
+//! them in the source, `cargo doc --document-private-items` renders them too):
+//!
+//! * [`cluster`]: the public API, shaped like Node's: [`Cluster`], a builder over the plain
+//!   settings of [`config`] and the callbacks of [`event`] ([`Event`], [`Control`]).
+//! * `master/`: the master's loop, one step per file: `accept.rs` → `dispatch.rs` (by
+//!   [`policy`]) → `handoff.rs` (flush: `sendmsg` with `SCM_RIGHTS`); `messages.rs` (what
+//!   workers say), `listeners.rs` (keyed as Node keys them), `supervisor.rs` (spawn, reap,
+//!   disconnect, kill, stop), `signals.rs`; `link.rs` and `launch.rs`, the seam every kind
+//!   of worker plugs into; `ops.rs`, `reload.rs`, `upgrade.rs`, `systemd.rs`, `restarts.rs`,
+//!   `admin.rs` for operators.
+//! * [`channel`]: the wire between the master and herd's own workers: one seqpacket message
+//!   per packet, fds attached with `SCM_RIGHTS`.
+//! * [`worker`]: herd's own worker process: `bootstrap.rs` (after the fork), `event_loop.rs`,
+//!   `tokens.rs`, and the [`worker::Service`] each listener's connections go to
+//!   ([`worker::HttpService`]).
 //! * [`http`]: HTTP/1.1 as a sans-IO state machine (parse, frame, respond), driven by the
 //!   worker's [`worker::HttpService`].
-//! * [`app`]: the handlers `herd serve` ships with; [`cli`]: the command line;
-//!   [`load`]: `herd load`, the load generator; [`bench`]: `herd bench`, the policies
-//!   compared.
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
+//! * [`app`]: the handlers `herd serve` ships with; [`cli`]: the command line;
+//!   [`load`]: `herd load`, the load generator; [`bench`](mod@bench): `herd bench`, the policies
+//!   compared.
+//! * `sys/`: the system-call fence: every `unsafe` libc call behind a safe function.
+//!
+//! Public for the benchmarks (`benches/`), not as an API to build on: [`channel`]'s codec
+//! and [`policy`]'s deciders.
 #![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod app;
 pub mod bench;
@@ -33,10 +46,10 @@ pub mod config;
 pub mod event;
 pub mod http;
 pub mod load;
-pub mod master;
+pub(crate) mod master;
 pub mod policy;
 pub mod proxy;
-pub mod reuseport;
+pub(crate) mod reuseport;
 mod sys;
 pub mod worker;
 

@@ -15,6 +15,7 @@ use crate::policy::Policy;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// One running `herd serve`.
+#[derive(Debug)]
 pub struct Server {
     child: Child,
     /// Where it serves.

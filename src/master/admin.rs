@@ -361,7 +361,7 @@ mod tests {
                     open: 0,
                 },
             ],
-            ops: super::super::OpsStatus::default().to_json(),
+            ops: crate::master::ops::OpsStatus::default().to_json(),
         }
     }
 

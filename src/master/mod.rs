@@ -36,7 +36,7 @@ mod launch;
 mod link;
 mod listeners;
 mod messages;
-mod ops;
+pub(crate) mod ops;
 mod reload;
 mod restarts;
 mod signals;
@@ -44,12 +44,7 @@ mod supervisor;
 mod systemd;
 mod upgrade;
 
-pub use admin::Snapshot;
 pub(crate) use launch::ForkLaunch;
-pub use ops::OpsStatus;
-pub use reload::ReloadStatus;
-pub use supervisor::{thread_count, BACKOFF_MAX, BACKOFF_START, STABLE_AFTER};
-pub use upgrade::UpgradeStatus;
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -216,6 +211,16 @@ pub struct Master {
     exits: u64,
     /// Reload, upgrade, restart limit, systemd, privileges ([`ops`]).
     ops: ops::Ops,
+}
+
+impl std::fmt::Debug for Master {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Master")
+            .field("config", &self.config)
+            .field("workers", &self.workers.len())
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Master {

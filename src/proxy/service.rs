@@ -74,6 +74,7 @@ fn succeeded(health: &mut [Health], config: &ProxyConfig, target: usize) {
 }
 
 /// The `herd proxy` service of one worker. See the module documentation.
+#[derive(Debug)]
 pub struct ProxyService {
     config: Rc<ProxyConfig>,
     clients: Slab<Client>,

@@ -95,6 +95,15 @@ pub struct HttpConnections {
     drain_started: Option<Instant>,
 }
 
+impl std::fmt::Debug for HttpConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConnections")
+            .field("open", &self.conns.len())
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
 impl HttpConnections {
     /// No connections yet; requests within `limits`, connections within `timeouts`.
     pub fn new(limits: Limits, timeouts: Timeouts) -> HttpConnections {
@@ -246,6 +255,7 @@ impl HttpConnections {
 }
 
 /// The `herd serve` service: an HTTP/1.1 server running `handler` for every request.
+#[derive(Debug)]
 pub struct HttpService<H: Handler> {
     handler: H,
     conns: HttpConnections,

@@ -3,20 +3,20 @@
 //! A worker owns one mio `Poll`, created *after* the fork, its end of the channel to the
 //! master, and every connection the master hands it. Its life, file by file:
 //!
-//! 1. [`bootstrap`]: drop what belongs to the master (signal handlers, the master's fds,
+//! 1. `bootstrap`: drop what belongs to the master (signal handlers, the master's fds,
 //!    root), ask the kernel to kill it if the master dies, say `Online`;
 //! 2. this file: the user's setup closure runs with a [`Worker`]: [`Worker::listen`] asks
 //!    the master to share a listening address (Node's `server.listen()` in a worker),
 //!    [`Worker::on_message`] installs the message callback, [`Worker::send`] and
 //!    [`Mailbox::send`] talk back;
-//! 3. [`event_loop`]: handoffs arrive on the channel, are acknowledged, and each connection
+//! 3. `event_loop`: handoffs arrive on the channel, are acknowledged, and each connection
 //!    goes to the [`Service`] of its listener ([`HttpService`] for `herd serve`, the proxy
 //!    for `herd proxy`); readiness events go to the service whose token they carry
-//!    ([`tokens`]). `Drain` (or SIGTERM) closes idle connections and exits once the last is
+//!    (`tokens`). `Drain` (or SIGTERM) closes idle connections and exits once the last is
 //!    gone; the channel closing (the master died) exits at once.
 //!
 //! Under a worker-accept policy the listen reply carries a listening socket, and the worker
-//! accepts from it itself ([`acceptor`]).
+//! accepts from it itself (`acceptor`).
 
 mod acceptor;
 mod bootstrap;
@@ -95,6 +95,7 @@ pub struct Worker {
 }
 
 /// Sends messages to the master from inside a message callback.
+#[derive(Debug)]
 pub struct Mailbox<'a> {
     channel: &'a mut Channel,
     id: WorkerId,
@@ -147,6 +148,16 @@ fn send_blocking(channel: &mut Channel, msg: &ToMaster) -> io::Result<()> {
             }
             r => return r,
         }
+    }
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("services", &self.services.len())
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
     }
 }
 

@@ -46,6 +46,16 @@ pub struct Context<'a> {
     pub(crate) date: &'a mut DateCache,
 }
 
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("now", &self.now)
+            .field("draining", &self.draining)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Context<'_> {
     /// The token for this service's `local` id (a slab key, say). `local` must be < 2^40.
     /// (The token rules are in `worker::tokens`.)
