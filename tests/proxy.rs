@@ -14,13 +14,18 @@ use common::*;
 
 /// `herd proxy --listen 127.0.0.1:0 --workers 1 --target …` plus `args`.
 fn proxy(targets: &[String], args: &[&str]) -> Herd {
+    Herd::start(proxy_command(targets, args), 1)
+}
+
+/// The command [`proxy`] runs, for tests that change its environment.
+fn proxy_command(targets: &[String], args: &[&str]) -> Command {
     let mut cmd = Command::new(herd_bin());
     cmd.args(["proxy", "--listen", "127.0.0.1:0", "--workers", "1"]);
     for t in targets {
         cmd.args(["--target", t]);
     }
     cmd.args(args);
-    Herd::start(cmd, 1)
+    cmd
 }
 
 fn url(addr: SocketAddr) -> String {
@@ -749,5 +754,49 @@ fn upstream_sockets_count_against_the_workers_fd_budget() {
         !p.log.lines().iter().any(|l| l.contains("proxy error")),
         "{:?}",
         p.log.lines()
+    );
+}
+
+/// A target whose connect fails at once, inside `connect(2)`: TCP cannot connect to a
+/// multicast address, and Linux says so with `ENETUNREACH` before sending anything, whatever
+/// the machine's routes (a refused port fails later, with the RST, as an event).
+const UNREACHABLE: &str = "http://224.0.0.1:1";
+
+#[test]
+fn a_retry_whose_connect_fails_at_once_is_blamed_on_its_own_target() {
+    // Round-robin: the first request goes to target 0, which refuses; its retry goes to
+    // target 1, whose connect fails at once. The second request starts on target 1.
+    let closed = closed_port();
+    let p = proxy(&[url(closed.addr), UNREACHABLE.to_string()], &[]);
+    for _ in 0..2 {
+        let resp = get(p.addr, "/");
+        assert_eq!(resp.status, 502, "{}", resp.text());
+    }
+    let unreachable = format!(
+        "proxy error: connect: Network is unreachable (os error 101) (target 1: {UNREACHABLE})"
+    );
+    p.log.wait_for_n(2, |l| l.contains(&unreachable));
+    let refused = format!(
+        "proxy error: connect: Connection refused (os error 111) (target 0: {})",
+        url(closed.addr)
+    );
+    p.log.wait_for_n(2, |l| l.contains(&refused));
+    let lines = p.log.lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Network is unreachable") && l.contains("(target 0")),
+        "the failed retry was blamed on the first target: {lines:?}"
+    );
+    // Each target failed twice, and is marked down once: no count went wrong (an in-flight
+    // count decremented twice panics a debug build, here the worker).
+    for target in ["target 0 (", "target 1 ("] {
+        let marked = |l: &str| l.contains(target) && l.contains("marked down for 1s");
+        p.log.wait_for_n(1, marked);
+        assert_eq!(lines.iter().filter(|l| marked(l)).count(), 1, "{lines:?}");
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("exited")),
+        "a worker died: {lines:?}"
     );
 }
