@@ -800,3 +800,68 @@ fn a_retry_whose_connect_fails_at_once_is_blamed_on_its_own_target() {
         "a worker died: {lines:?}"
     );
 }
+
+/// Whether process `pid` holds the server side of the TCP connection whose client end is
+/// `client` (IPv4): its socket inode, from /proc/net/tcp, among the process's fds.
+fn holds_connection_from(pid: i32, client: SocketAddr) -> bool {
+    let SocketAddr::V4(client) = client else {
+        panic!("IPv4 only")
+    };
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(client.ip().octets()),
+        client.port()
+    );
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let Some(inode) = tcp.lines().skip(1).find_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        // State 01: established (a closed connection's TIME_WAIT entry has no inode).
+        (fields.get(2) == Some(&remote.as_str()) && fields[3] == "01")
+            .then(|| fields[9].to_string())
+    }) else {
+        return false;
+    };
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .any(|link| link.to_string_lossy() == wanted)
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_request_sent_just_after_the_drain_began_is_answered() {
+    let a = named("A");
+    let mut cmd = proxy_command(&[a.url()], &[]);
+    cmd.env("RUST_LOG", "debug"); // for the worker's "draining" line
+    let mut p = Herd::start(cmd, 1);
+    let worker = p.live_worker_pids()[0];
+    // A keep-alive client served once and now idle, and one that has sent nothing yet.
+    let mut idle = connect(p.addr);
+    let mut idle_r = BufReader::new(idle.try_clone().unwrap());
+    assert_eq!(get_on(&mut idle, &mut idle_r, "/").status, 200);
+    let mut fresh = connect(p.addr);
+    let fresh_r = BufReader::new(fresh.try_clone().unwrap());
+    let from = fresh.local_addr().unwrap();
+    wait_until("the worker to hold the fresh connection", || {
+        holds_connection_from(worker, from)
+    });
+    p.signal(libc::SIGTERM);
+    p.log.wait_for("worker 1 draining");
+    // Both requests leave after the drain began, as a request already on the wire during a
+    // reload: each gets a whole answer that says the connection closes, then the close.
+    for (s, mut r) in [(&mut idle, idle_r), (&mut fresh, fresh_r)] {
+        s.write_all(b"GET /late HTTP/1.1\r\nHost: front.test\r\n\r\n")
+            .unwrap();
+        let resp = read_response(&mut r, false).expect("an answer to the late request");
+        assert_eq!(resp.status, 200);
+        assert!(resp.text().starts_with("A\nGET /late "), "{}", resp.text());
+        assert_eq!(resp.header("connection"), Some("close"));
+        assert!(
+            read_response(&mut r, false).is_none(),
+            "closed after the answer"
+        );
+    }
+    assert_eq!(p.wait_exit().code(), Some(0));
+}

@@ -150,12 +150,4 @@ impl Client {
             }
         }
     }
-
-    /// Whether the connection sits between requests with nothing in flight.
-    pub fn is_idle(&self) -> bool {
-        self.phase == Phase::Open
-            && self.exchange.is_none()
-            && self.input.is_empty()
-            && self.output.is_empty()
-    }
 }

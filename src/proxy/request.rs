@@ -38,7 +38,7 @@ impl ProxyService {
     pub(super) fn next_request(&mut self, cx: &mut Context<'_>, ck: usize) -> Result<bool, Gone> {
         let client = &mut self.clients[ck];
         if client.input.is_empty() {
-            if client.eof || (self.drain_started.is_some() && client.output.is_empty()) {
+            if client.eof {
                 self.close_client(cx, ck, false);
                 return Err(Gone);
             }

@@ -56,7 +56,7 @@ pub struct ProxyService {
     /// Reused for formatting heads and decoding chunks.
     pub(super) scratch: Vec<u8>,
     /// When the worker began to drain: from then on every exchange closes its client
-    /// connection.
+    /// connection, and idle ones close after `Timeouts::drain_grace`.
     pub(super) drain_started: Option<Instant>,
 }
 
@@ -288,18 +288,13 @@ impl Service for ProxyService {
     }
 
     fn drain(&mut self, cx: &mut Context<'_>) {
+        // As `herd serve` drains: no connection is closed here. Each closes at its next
+        // request boundary (the response not yet begun says `Connection: close`), and one
+        // that sits idle only after `Timeouts::drain_grace` (`expire`): closing an idle
+        // keep-alive connection at once would reset a request already on the wire.
         self.drain_started = Some(cx.now);
-        let idle: Vec<usize> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.is_idle())
-            .map(|(k, _)| k)
-            .collect();
-        for ck in idle {
-            self.close_client(cx, ck, false);
-        }
         for (_, client) in self.clients.iter_mut() {
-            if let Some(ex) = client.exchange.as_mut() {
+            if let Some(ex) = client.exchange.as_mut().filter(|ex| !ex.answered) {
                 ex.keep_alive = false;
             }
         }

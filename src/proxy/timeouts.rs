@@ -9,11 +9,14 @@
 //! | waiting for the response head           | `--upstream-timeout` from the attempt  | 504 (a failure) |
 //! | response body stalled                   | `--upstream-timeout` without a byte    | reset           |
 //! | request head arriving                   | `Timeouts::request`                    | 408             |
-//! | connected, nothing sent yet             | `Timeouts::request`                    | close           |
-//! | idle between keep-alive requests        | `Timeouts::keep_alive`                 | close           |
+//! | connected, nothing sent yet             | `Timeouts::request` (draining: grace)  | 408 (draining: close) |
+//! | idle between keep-alive requests        | `Timeouts::keep_alive` (draining: grace) | close         |
 //!
 //! The client-side limits come from [`ProxyConfig::timeouts`](super::ProxyConfig::timeouts),
-//! the same [`Timeouts`](crate::http::Timeouts) value `herd serve` applies.
+//! the same [`Timeouts`](crate::http::Timeouts) value `herd serve` applies, with the same
+//! drain rules: once the worker drains, a connection that has sent nothing yet, or sits idle
+//! after a response, gets `drain_grace` to send a request (answered with
+//! `Connection: close`) before it is closed.
 
 use super::client::Phase;
 use super::exchange::ResponseState;
@@ -74,7 +77,7 @@ impl ProxyService {
     }
 
     /// The limits of a client connection with no exchange: a head arriving too slowly, a
-    /// connection that sends nothing, an idle keep-alive connection.
+    /// connection that sends nothing, an idle keep-alive connection (`herd serve`'s rules).
     fn expire_between_requests(&mut self, cx: &mut Context<'_>, ck: usize) {
         let now = cx.now;
         let t = self.config.timeouts;
@@ -89,12 +92,28 @@ impl ProxyService {
         if !client.input.is_empty() {
             return;
         }
-        let (since, limit) = if client.requests == 0 {
-            (client.opened, t.request)
-        } else {
-            (client.last_progress, t.keep_alive)
+        let draining = self.drain_started.is_some();
+        if client.requests == 0 {
+            // Nothing received yet: the request timeout applies from the connection's
+            // arrival; while draining, only a short grace.
+            let limit = if draining { t.drain_grace } else { t.request };
+            if now.duration_since(client.opened) > limit {
+                if draining {
+                    self.close_client(cx, ck, false);
+                } else {
+                    self.answer(cx, ck, 408, "408 Request Timeout", false);
+                    self.drive(cx, ck);
+                }
+            }
+            return;
+        }
+        let expired = match self.drain_started {
+            Some(started) => {
+                let idle_since = client.last_progress.max(started);
+                now.duration_since(idle_since) >= t.drain_grace
+            }
+            None => now.duration_since(client.last_progress) >= t.keep_alive,
         };
-        let expired = now.duration_since(since) > limit;
         if expired {
             self.close_client(cx, ck, false);
         }
