@@ -865,3 +865,40 @@ fn a_request_sent_just_after_the_drain_began_is_answered() {
     }
     assert_eq!(p.wait_exit().code(), Some(0));
 }
+
+/// The proxy of `examples/proxy.rs`: built from the library, with every client-side time
+/// limit (`http::Timeouts`) set to `seconds`.
+fn library_proxy(targets: &[String], seconds: &str) -> Herd {
+    let mut cmd = Command::new(example_bin("proxy"));
+    cmd.args(["127.0.0.1:0", seconds]).args(targets);
+    Herd::start(cmd, 1)
+}
+
+#[test]
+fn client_time_limits_come_from_the_configured_timeouts() {
+    let a = named("A");
+    let p = library_proxy(&[a.url()], "0.2");
+    let defaults = herd::http::Timeouts::default();
+    // A head that never ends: 408 after 0.2 s, not after the default 10 s.
+    let started = std::time::Instant::now();
+    let mut slow = connect(p.addr);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let resp = read_response(&mut BufReader::new(slow), false).expect("a 408");
+    assert_eq!(resp.status, 408);
+    assert!(
+        started.elapsed() < defaults.request / 2,
+        "408 after {:?}",
+        started.elapsed()
+    );
+    // An idle keep-alive connection: closed after 0.2 s, not after the default 5 s.
+    let mut s = connect(p.addr);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    assert_eq!(get_on(&mut s, &mut r, "/").status, 200);
+    let idle = std::time::Instant::now();
+    assert!(read_response(&mut r, false).is_none(), "closed when idle");
+    assert!(
+        idle.elapsed() < defaults.keep_alive / 2,
+        "closed after {:?}",
+        idle.elapsed()
+    );
+}
