@@ -14,13 +14,18 @@ use common::*;
 
 /// `herd proxy --listen 127.0.0.1:0 --workers 1 --target …` plus `args`.
 fn proxy(targets: &[String], args: &[&str]) -> Herd {
+    Herd::start(proxy_command(targets, args), 1)
+}
+
+/// The command [`proxy`] runs, for tests that change its environment.
+fn proxy_command(targets: &[String], args: &[&str]) -> Command {
     let mut cmd = Command::new(herd_bin());
     cmd.args(["proxy", "--listen", "127.0.0.1:0", "--workers", "1"]);
     for t in targets {
         cmd.args(["--target", t]);
     }
     cmd.args(args);
-    Herd::start(cmd, 1)
+    cmd
 }
 
 fn url(addr: SocketAddr) -> String {
@@ -749,5 +754,151 @@ fn upstream_sockets_count_against_the_workers_fd_budget() {
         !p.log.lines().iter().any(|l| l.contains("proxy error")),
         "{:?}",
         p.log.lines()
+    );
+}
+
+/// A target whose connect fails at once, inside `connect(2)`: TCP cannot connect to a
+/// multicast address, and Linux says so with `ENETUNREACH` before sending anything, whatever
+/// the machine's routes (a refused port fails later, with the RST, as an event).
+const UNREACHABLE: &str = "http://224.0.0.1:1";
+
+#[test]
+fn a_retry_whose_connect_fails_at_once_is_blamed_on_its_own_target() {
+    // Round-robin: the first request goes to target 0, which refuses; its retry goes to
+    // target 1, whose connect fails at once. The second request starts on target 1.
+    let closed = closed_port();
+    let p = proxy(&[url(closed.addr), UNREACHABLE.to_string()], &[]);
+    for _ in 0..2 {
+        let resp = get(p.addr, "/");
+        assert_eq!(resp.status, 502, "{}", resp.text());
+    }
+    let unreachable = format!(
+        "proxy error: connect: Network is unreachable (os error 101) (target 1: {UNREACHABLE})"
+    );
+    p.log.wait_for_n(2, |l| l.contains(&unreachable));
+    let refused = format!(
+        "proxy error: connect: Connection refused (os error 111) (target 0: {})",
+        url(closed.addr)
+    );
+    p.log.wait_for_n(2, |l| l.contains(&refused));
+    let lines = p.log.lines();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("Network is unreachable") && l.contains("(target 0")),
+        "the failed retry was blamed on the first target: {lines:?}"
+    );
+    // Each target failed twice, and is marked down once: no count went wrong (an in-flight
+    // count decremented twice panics a debug build, here the worker).
+    for target in ["target 0 (", "target 1 ("] {
+        let marked = |l: &str| l.contains(target) && l.contains("marked down for 1s");
+        p.log.wait_for_n(1, marked);
+        assert_eq!(lines.iter().filter(|l| marked(l)).count(), 1, "{lines:?}");
+    }
+    assert!(
+        !lines.iter().any(|l| l.contains("exited")),
+        "a worker died: {lines:?}"
+    );
+}
+
+/// Whether process `pid` holds the server side of the TCP connection whose client end is
+/// `client` (IPv4): its socket inode, from /proc/net/tcp, among the process's fds.
+fn holds_connection_from(pid: i32, client: SocketAddr) -> bool {
+    let SocketAddr::V4(client) = client else {
+        panic!("IPv4 only")
+    };
+    let remote = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(client.ip().octets()),
+        client.port()
+    );
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let Some(inode) = tcp.lines().skip(1).find_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        // State 01: established (a closed connection's TIME_WAIT entry has no inode).
+        (fields.get(2) == Some(&remote.as_str()) && fields[3] == "01")
+            .then(|| fields[9].to_string())
+    }) else {
+        return false;
+    };
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .any(|link| link.to_string_lossy() == wanted)
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_request_sent_just_after_the_drain_began_is_answered() {
+    let a = named("A");
+    let mut cmd = proxy_command(&[a.url()], &[]);
+    cmd.env("RUST_LOG", "debug"); // for the worker's "draining" line
+    let mut p = Herd::start(cmd, 1);
+    let worker = p.live_worker_pids()[0];
+    // A keep-alive client served once and now idle, and one that has sent nothing yet.
+    let mut idle = connect(p.addr);
+    let mut idle_r = BufReader::new(idle.try_clone().unwrap());
+    assert_eq!(get_on(&mut idle, &mut idle_r, "/").status, 200);
+    let mut fresh = connect(p.addr);
+    let fresh_r = BufReader::new(fresh.try_clone().unwrap());
+    let from = fresh.local_addr().unwrap();
+    wait_until("the worker to hold the fresh connection", || {
+        holds_connection_from(worker, from)
+    });
+    p.signal(libc::SIGTERM);
+    p.log.wait_for("worker 1 draining");
+    // Both requests leave after the drain began, as a request already on the wire during a
+    // reload: each gets a whole answer that says the connection closes, then the close.
+    for (s, mut r) in [(&mut idle, idle_r), (&mut fresh, fresh_r)] {
+        s.write_all(b"GET /late HTTP/1.1\r\nHost: front.test\r\n\r\n")
+            .unwrap();
+        let resp = read_response(&mut r, false).expect("an answer to the late request");
+        assert_eq!(resp.status, 200);
+        assert!(resp.text().starts_with("A\nGET /late "), "{}", resp.text());
+        assert_eq!(resp.header("connection"), Some("close"));
+        assert!(
+            read_response(&mut r, false).is_none(),
+            "closed after the answer"
+        );
+    }
+    assert_eq!(p.wait_exit().code(), Some(0));
+}
+
+/// The proxy of `examples/proxy.rs`: built from the library, with every client-side time
+/// limit (`http::Timeouts`) set to `seconds`.
+fn library_proxy(targets: &[String], seconds: &str) -> Herd {
+    let mut cmd = Command::new(example_bin("proxy"));
+    cmd.args(["127.0.0.1:0", seconds]).args(targets);
+    Herd::start(cmd, 1)
+}
+
+#[test]
+fn client_time_limits_come_from_the_configured_timeouts() {
+    let a = named("A");
+    let p = library_proxy(&[a.url()], "0.2");
+    let defaults = herd::http::Timeouts::default();
+    // A head that never ends: 408 after 0.2 s, not after the default 10 s.
+    let started = std::time::Instant::now();
+    let mut slow = connect(p.addr);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let resp = read_response(&mut BufReader::new(slow), false).expect("a 408");
+    assert_eq!(resp.status, 408);
+    assert!(
+        started.elapsed() < defaults.request / 2,
+        "408 after {:?}",
+        started.elapsed()
+    );
+    // An idle keep-alive connection: closed after 0.2 s, not after the default 5 s.
+    let mut s = connect(p.addr);
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    assert_eq!(get_on(&mut s, &mut r, "/").status, 200);
+    let idle = std::time::Instant::now();
+    assert!(read_response(&mut r, false).is_none(), "closed when idle");
+    assert!(
+        idle.elapsed() < defaults.keep_alive / 2,
+        "closed after {:?}",
+        idle.elapsed()
     );
 }

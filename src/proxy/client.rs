@@ -1,7 +1,7 @@
-//! The client side: one [`Client`] per connection the master handed over, and the
-//! [`Exchange`] (one request and its response) it has in progress.
+//! The client side: one [`Client`] per connection the master handed over, its buffers, and
+//! where it is in its life ([`Phase`]).
 //!
-//! A client connection carries one exchange at a time. Pipelined requests wait in its input
+//! A client connection carries one [`Exchange`] (a request and its response) at a time. Pipelined requests wait in its input
 //! buffer until the exchange before them is complete, which answers them in order without
 //! holding more than one response at a time. Each exchange borrows one upstream connection,
 //! from the pool or freshly connected, and gives it back (or closes it) at its end.
@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::body::BodyFramer;
 use super::buffer::Buffer;
+use super::exchange::Exchange;
 
 /// The most one `read` takes from a socket, and the bound on each buffer's pending bytes
 /// before the proxy stops reading whatever fills it.
@@ -32,56 +32,6 @@ pub(crate) enum Phase {
     Closing { linger: bool },
     /// Write side shut; discarding input until EOF or the linger timeout.
     Lingering,
-}
-
-/// The response of an exchange, as far as it has come.
-#[derive(Debug)]
-pub(crate) enum ResponseState {
-    /// Waiting for the (final) response head.
-    Head,
-    /// Forwarding the body.
-    Body(BodyFramer),
-}
-
-/// One request being forwarded and its response.
-#[derive(Debug)]
-pub(crate) struct Exchange {
-    /// The target it is forwarded to (changes when it is retried).
-    pub target: usize,
-    /// The upstream connection (key in the service's upstream slab).
-    pub upstream: Option<usize>,
-    /// Targets tried so far (1, or 2 after a retry).
-    pub attempts: u8,
-    /// The rest of the request body.
-    pub request: BodyFramer,
-    pub response: ResponseState,
-    /// The request was `HEAD` (its response has no body).
-    pub is_head: bool,
-    /// The method may be sent twice (RFC 9110 §9.2.2): a request on a pooled connection
-    /// that the target closed before answering is retried only then.
-    pub idempotent: bool,
-    /// The client's HTTP minor version.
-    pub client_version: u8,
-    /// The client connection stays open after this exchange.
-    pub keep_alive: bool,
-    /// The request asked for `Connection: Upgrade`.
-    pub upgrade: bool,
-    /// The upstream connection may be reused after the response (its keep-alive).
-    pub upstream_keep_alive: bool,
-    /// The upstream connection came from the pool.
-    pub reused: bool,
-    /// Some byte of the request was written to the current upstream.
-    pub wrote_upstream: bool,
-    /// The response head went to the client: a failure now can only close the connection.
-    pub answered: bool,
-    /// When the current attempt started (the response-head timeout counts from here).
-    pub started: Instant,
-    /// Last time response bytes arrived.
-    pub last_progress: Instant,
-    /// Where the request head in `to_upstream` names the target as its `Host`
-    /// (`--change-origin`, or an HTTP/1.0 request without one): a retry on another target
-    /// rewrites it there.
-    pub host: Option<std::ops::Range<usize>>,
 }
 
 /// One client connection.
@@ -199,13 +149,5 @@ impl Client {
                 Err(_) => return true,
             }
         }
-    }
-
-    /// Whether the connection sits between requests with nothing in flight.
-    pub fn is_idle(&self) -> bool {
-        self.phase == Phase::Open
-            && self.exchange.is_none()
-            && self.input.is_empty()
-            && self.output.is_empty()
     }
 }

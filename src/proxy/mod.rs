@@ -8,19 +8,25 @@
 //! connection from its own pool. The pieces, in the order a request meets them:
 //!
 //! * [`service`]: [`ProxyService`], the worker [`Service`](crate::worker::Service): owns the
-//!   client and upstream connections and drives each exchange; failures, retries, timeouts.
-//! * [`client`]: a client connection and its exchange in progress (pipelined requests wait).
+//!   client and upstream connections and drives each one in passes (`drive`, `pass`).
+//! * [`client`]: a client connection, its buffers and its phase (pipelined requests wait).
+//! * [`request`]: the request side: the next head parsed, its target picked, a connection
+//!   attached, the request sent.
+//! * [`exchange`]: one request and its response in progress, and the per-target count of
+//!   them that the balancer reads (a target and its count always move together).
 //! * [`balance`]: round-robin, least-connections or power-of-two-choices per request.
-//! * [`health`]: passive health: a failing target is skipped for a back-off interval.
 //! * [`upstream`]: connections to targets, and the per-worker pool of idle ones.
 //! * [`headers`]: hop-by-hop fields removed, `X-Forwarded-*` added, `Host` kept or changed.
+//! * [`response`]: the response side: the head rewritten (`1xx`, `101`), the body framed
+//!   back, the exchange completed.
 //! * [`body`]: where a streamed body ends (length, chunked, until close) as it passes.
 //! * [`buffer`]: the bounded queues every byte goes through: memory per connection is bounded
 //!   whatever the body size.
+//! * [`failure`]: a target failed: logged, counted, retried once when safe, or `502`/`504`.
+//! * [`health`]: passive health: a failing target is skipped for a back-off interval.
+//! * [`tunnel`]: after `101`, bytes copied both ways until a side closes.
+//! * [`timeouts`]: which time limit a connection is under, drain included.
 //! * [`target`]: `--target http://IP:PORT`; [`command`]: the `herd proxy` flags.
-//!
-//! Upgrade requests (WebSocket) that the target accepts with `101` become tunnels: bytes are
-//! copied both ways until either side closes.
 //!
 //! Tokens: a worker gives each service a token range ([`Context::token`](crate::worker::Context::token));
 //! within it, a client connection's id is its slab key, an upstream connection's its slab key
@@ -31,10 +37,16 @@ mod body;
 mod buffer;
 mod client;
 pub mod command;
+mod exchange;
+mod failure;
 mod headers;
 mod health;
+mod request;
+mod response;
 mod service;
 mod target;
+mod timeouts;
+mod tunnel;
 mod upstream;
 
 use std::time::Duration;

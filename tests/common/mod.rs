@@ -69,7 +69,8 @@ pub fn spawn_logged(mut cmd: Command) -> (Child, Log) {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if std::env::var_os("RUST_LOG").is_none() {
+    let set_by_caller = cmd.get_envs().any(|(name, _)| name == "RUST_LOG");
+    if std::env::var_os("RUST_LOG").is_none() && !set_by_caller {
         cmd.env("RUST_LOG", "info");
     }
     let mut child = cmd.spawn().expect("spawn");
