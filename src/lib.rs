@@ -20,6 +20,7 @@
 //! * [`app`]: the handlers `herd serve` ships with; [`cli`]: the command line;
 //!   [`load`]: `herd load`, the load generator; [`bench`]: `herd bench`, the policies
 //!   compared.
+//! * [`exec`]: workers that are programs (`herd run -- CMD`): spawn, output, readiness.
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
 #![deny(missing_docs)]
@@ -29,6 +30,7 @@ pub mod bench;
 pub mod channel;
 pub mod cli;
 pub mod cluster;
+pub mod exec;
 pub mod http;
 pub mod load;
 pub mod master;
