@@ -12,6 +12,7 @@
 
 mod child;
 mod environment;
+pub mod output;
 pub mod spawn;
 
 pub use spawn::{mark_inherited_fds_cloexec, ChildFds, Program};
