@@ -12,6 +12,7 @@
 
 mod child;
 mod environment;
+pub mod notify;
 pub mod output;
 pub mod spawn;
 
