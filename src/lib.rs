@@ -25,6 +25,7 @@
 //!   ([`worker::HttpService`]).
 //! * [`http`]: HTTP/1.1 as a sans-IO state machine (parse, frame, respond), driven by the
 //!   worker's [`worker::HttpService`].
+//! * [`exec`]: workers that are programs (`herd run -- CMD`): spawn, output, readiness.
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
 //! * [`app`]: the handlers `herd serve` ships with; [`cli`]: the command line;
@@ -44,6 +45,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod event;
+pub mod exec;
 pub mod http;
 pub mod load;
 pub(crate) mod master;

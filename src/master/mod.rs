@@ -45,6 +45,7 @@ mod systemd;
 mod upgrade;
 
 pub(crate) use launch::ForkLaunch;
+pub(crate) use supervisor::thread_count;
 
 use std::io;
 use std::time::{Duration, Instant};

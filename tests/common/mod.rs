@@ -220,9 +220,33 @@ impl Drop for Herd {
     }
 }
 
-/// Whether process `pid` sleeps in `nanosleep` (a bench handler's `/sleep/N`).
+/// Whether process `pid` sleeps in `nanosleep` (a bench handler's `/sleep/N`: `thread::sleep`).
+///
+/// An idle worker sleeps too, in `epoll_wait`; what tells the two apart is the system call.
+/// `/proc/PID/syscall` names it by number while the process is blocked in one (`running`
+/// otherwise). `/proc/PID/wchan` would name the kernel function instead, but kernels that
+/// hide their symbols print `0` there. glibc's `nanosleep` is the `clock_nanosleep` system
+/// call; both numbers are accepted, from `libc` for this architecture (x86_64: 35 and 230,
+/// aarch64: 101 and 115). Reading the file needs ptrace access to the process, which the test
+/// has over its own descendants; where it is denied (Yama's admin-only mode), `wchan` decides.
 pub fn asleep_in_handler(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("nanosleep"))
+    let sleeping = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('S'))
+    });
+    if !sleeping {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+        Ok(syscall) => syscall
+            .split_whitespace()
+            .next()
+            .and_then(|nr| nr.parse::<libc::c_long>().ok())
+            .is_some_and(|nr| nr == libc::SYS_nanosleep || nr == libc::SYS_clock_nanosleep),
+        Err(_) => std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+            .is_ok_and(|w| w.contains("nanosleep")),
+    }
 }
 
 /// Polls `cond` every 10 ms until it holds; panics with `what` at the deadline.

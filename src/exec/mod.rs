@@ -1,0 +1,19 @@
+//! Workers that are programs: `fork` + `exec` of a command (a Node.js app speaking Node's
+//! IPC protocol, or any server speaking systemd's socket activation), rather than a forked
+//! Rust closure.
+//!
+//! * [`spawn`]: starts the program with fds at chosen numbers and nothing else inherited,
+//!   its own pid in `LISTEN_PID`, its own process group, the master's death as its own.
+//! * [`output`]: what the program writes to stdout and stderr, forwarded to herd's own
+//!   output (or `--log-file`) a whole line at a time, prefixed with the worker, without
+//!   ever blocking the master's loop.
+//! * [`notify`]: a `NOTIFY_SOCKET` per worker, and the `sd_notify` messages
+//!   (`READY=1`, `STATUS=…`) it receives from that worker alone.
+
+mod child;
+mod environment;
+pub mod notify;
+pub mod output;
+pub mod spawn;
+
+pub use spawn::{mark_inherited_fds_cloexec, ChildFds, Program};

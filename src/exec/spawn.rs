@@ -1,0 +1,360 @@
+//! Starting a worker program: `fork` + `exec`, by hand.
+//!
+//! `std::process::Command` cannot do two things an exec'd worker needs: put fds at chosen
+//! numbers without closing the rest (it only knows stdin, stdout, stderr), and set
+//! `LISTEN_PID` to the child's *own* pid, which only exists after the fork. So
+//! [`Program::spawn`] does the fork itself, in three parts:
+//!
+//! 1. **In the parent, everything that can fail or allocate**: the command is looked up on
+//!    `$PATH` (a missing or non-executable command is an error here, before any fork, not a
+//!    crash loop of children that exit 127); `argv` and `envp` are built as C arrays, with a
+//!    fixed-width slot of NUL bytes for each variable whose value is the child's pid; the
+//!    ids to switch to are taken from [`Credentials`]; every signal is blocked for the
+//!    fork, so that no handler of the master's runs in the child.
+//! 2. **In the child, only async-signal-safe system calls** (no allocation, no locks, no
+//!    `std::env`, no formatting): move the error pipe and every fd to place above the
+//!    highest target, then `dup2` each onto its target (the copies above keep their
+//!    close-on-exec flag and vanish at `exec`; the targets have none); its own process
+//!    group (`setpgid(0, 0)`: herd signals the group, so a shell wrapper's children stop
+//!    too); groups, group, user; `PR_SET_PDEATHSIG` SIGKILL, then `getppid()` against the
+//!    parent's pid; the pid digits written into their slots; every signal disposition back
+//!    to the default and the mask emptied; `execve`.
+//! 3. **Back in the parent**: the error pipe is close-on-exec, so it reads end-of-file
+//!    the moment `exec` succeeds; a child that failed writes which step failed and the
+//!    errno before it exits, and [`Program::spawn`] returns that as an `Err` ("cannot run
+//!    node: No such file or directory") after reaping the child.
+//!
+//! No fd is closed by hand: herd opens every fd close-on-exec (sockets, pipes, epoll,
+//! received fds), so the child starts with stdin, stdout, stderr and the placed fds, and
+//! nothing else. A leak would be a bug where the fd is opened, not something to paper over
+//! here; `tests/exec_spawn.rs` checks a child's fds. Fds herd *inherited* without the flag
+//! are another matter: [`mark_inherited_fds_cloexec`], once at startup.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::unistd::Pid;
+
+use super::child::{read_report, run_child, zeroed_sigset, Ids, Prepared, Step};
+use super::environment::{resolve, Environment};
+use crate::worker::Credentials;
+
+/// A program to run as a worker: the command, its arguments, its environment and who it
+/// runs as. Reusable: a respawn spawns the same `Program` again (clone it to add a
+/// worker's own variables, such as `NODE_UNIQUE_ID`).
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// As the user named it: looked up on `$PATH` unless it holds a `/`, passed as
+    /// `argv[0]`, and named in errors.
+    command: OsString,
+    args: Vec<OsString>,
+    env: Environment,
+    /// Who the child becomes before `exec` (`--user`), resolved in the master.
+    credentials: Option<Credentials>,
+}
+
+/// The fds a child gets at chosen numbers, borrowed for the duration of the spawn.
+///
+/// Each is given to the child without close-on-exec at its number (stdout is 1, stderr
+/// 2, socket activation's first socket 3, Node's channel 3). The child's stdin, and its
+/// stdout and stderr unless placed, are the parent's. The parent keeps its own fds: close
+/// them after [`Program::spawn`] if the child should be their only holder (a channel end,
+/// a pipe's write end).
+#[derive(Debug, Default)]
+pub struct ChildFds<'a> {
+    placed: Vec<(BorrowedFd<'a>, RawFd)>,
+}
+
+impl<'a> ChildFds<'a> {
+    /// No fds placed: the child gets the parent's stdin, stdout and stderr only.
+    pub fn new() -> ChildFds<'a> {
+        ChildFds::default()
+    }
+
+    /// Gives the child `fd` as fd number `at`.
+    pub fn place(mut self, fd: BorrowedFd<'a>, at: RawFd) -> ChildFds<'a> {
+        self.placed.push((fd, at));
+        self
+    }
+
+    /// The child's stdout (the write end of a pipe the master reads, say).
+    pub fn stdout(self, fd: BorrowedFd<'a>) -> ChildFds<'a> {
+        self.place(fd, libc::STDOUT_FILENO)
+    }
+
+    /// The child's stderr.
+    pub fn stderr(self, fd: BorrowedFd<'a>) -> ChildFds<'a> {
+        self.place(fd, libc::STDERR_FILENO)
+    }
+}
+
+impl Program {
+    /// Runs `command` (a path, or a name looked up on `$PATH`) with no arguments, the
+    /// master's environment, as the master's user.
+    pub fn new(command: impl Into<OsString>) -> Program {
+        Program {
+            command: command.into(),
+            args: Vec::new(),
+            env: Environment::default(),
+            credentials: None,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Program {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Program {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets `name` to `value` in the child's environment (over the master's).
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Program {
+        self.env.set(name.into(), value.into());
+        self
+    }
+
+    /// Removes `name` from the child's environment.
+    pub fn env_remove(mut self, name: impl Into<OsString>) -> Program {
+        self.env.remove(name.into());
+        self
+    }
+
+    /// Sets `name` to the child's own pid (`LISTEN_PID`, `WATCHDOG_PID`), written between
+    /// fork and exec.
+    pub fn env_pid(mut self, name: impl Into<OsString>) -> Program {
+        self.env.set_to_pid(name.into());
+        self
+    }
+
+    /// Runs the program as this user (`--user`); see [`Credentials::resolve`].
+    pub fn credentials(mut self, credentials: Credentials) -> Program {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The command as given.
+    pub fn command(&self) -> &OsStr {
+        &self.command
+    }
+
+    /// Starts the program with `fds` in place; returns its pid once it has `exec`'d, which
+    /// is also its process group id (signal the group with `killpg`).
+    ///
+    /// The caller must be single-threaded, and checked: the master's loop is. The child
+    /// side would be sound after a fork from any thread (it makes only async-signal-safe
+    /// calls), but `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, not the
+    /// process: a worker spawned from a passing thread would be killed with it. Returns an
+    /// error without forking if the process has other threads.
+    ///
+    /// Errors: the command is not found on `$PATH` or is not executable, an argument or
+    /// variable holds a NUL byte, two fds are placed at one number, the fork fails, or the
+    /// child fails before it runs the program (then the error says which step and why:
+    /// `cannot run node: No such file or directory`, an interpreter named by `#!` that is
+    /// missing, `setuid: Operation not permitted`). The child is reaped before the error
+    /// returns.
+    pub fn spawn(&self, fds: &ChildFds<'_>) -> io::Result<Pid> {
+        let threads = crate::master::thread_count()?;
+        if threads != 1 {
+            return Err(io::Error::other(format!(
+                "refusing to spawn {}: the process has {threads} threads (herd's master \
+                 forks only while single-threaded)",
+                self.command.to_string_lossy()
+            )));
+        }
+        let mut prepared = self.prepare(fds)?;
+        let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let mut all: libc::sigset_t = zeroed_sigset();
+        let mut old: libc::sigset_t = zeroed_sigset();
+        // SAFETY: sigfillset fills a sigset we own; pthread_sigmask swaps this thread's mask
+        // (the only thread) and saves the old one, restored below on every path.
+        unsafe {
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        }
+        // SAFETY: the process is single-threaded (checked above), and the child runs only
+        // `run_child`, which makes async-signal-safe system calls on memory prepared here
+        // and leaves through `execve` or `_exit`, never returning into the master's code.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            run_child(&mut prepared, err_write.as_raw_fd());
+        }
+        let forked = if pid < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(Pid::from_raw(pid))
+        };
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        let pid = forked?;
+        drop(err_write); // the child's copy is the only writer now: EOF at its exec
+        match read_report(err_read) {
+            Ok(None) => Ok(pid),
+            Ok(Some((step, errno))) => {
+                let _ = nix::sys::wait::waitpid(pid, None);
+                Err(self.child_failed(step, errno))
+            }
+            Err(e) => {
+                // Cannot tell how the child fared: do not leave it running unsupervised.
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                Err(e)
+            }
+        }
+    }
+
+    fn prepare(&self, fds: &ChildFds<'_>) -> io::Result<Prepared> {
+        let name = self.command.to_string_lossy();
+        let path = resolve(&self.command, self.env.path_override())?;
+        let argv: Vec<CString> = std::iter::once(&self.command)
+            .chain(&self.args)
+            .map(|a| c_string(a.as_bytes(), &name))
+            .collect::<io::Result<_>>()?;
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let super::environment::Built {
+            buffers: mut env,
+            pid_slots: pid_vars,
+        } = self.env.build(&name)?;
+        let mut envp: Vec<*const libc::c_char> = env
+            .iter_mut()
+            .map(|buf| buf.as_mut_ptr().cast_const().cast())
+            .collect();
+        // The buffers are never resized again, so these pointers stay valid until `exec`;
+        // `as_mut_ptr` twice on one Vec is allowed to alias.
+        let pid_slots = pid_vars
+            .iter()
+            // SAFETY: `at` is the length of `NAME=`, inside the buffer.
+            .map(|&(i, at)| unsafe { env[i].as_mut_ptr().add(at) })
+            .collect();
+        envp.push(std::ptr::null());
+
+        let mut targets: Vec<RawFd> = Vec::with_capacity(fds.placed.len());
+        for &(_, at) in &fds.placed {
+            if at < 0 || targets.contains(&at) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("cannot run {name}: fd {at} placed twice or negative"),
+                ));
+            }
+            targets.push(at);
+        }
+        // Above every target, and above stderr: the error pipe's new number must not be one
+        // the child's stdio or a placed fd is about to take.
+        let above = targets.iter().copied().max().unwrap_or(0).max(2) + 1;
+        let ids = self.credentials.as_ref().map(|c| Ids {
+            groups: c.groups.iter().map(|g| g.as_raw()).collect(),
+            gid: c.gid.as_raw(),
+            uid: c.uid.as_raw(),
+        });
+        Ok(Prepared {
+            path,
+            _argv: argv,
+            argv: argv_ptrs,
+            _env: env,
+            envp,
+            pid_slots,
+            sources: fds.placed.iter().map(|(fd, _)| fd.as_raw_fd()).collect(),
+            high: vec![-1; targets.len()],
+            targets,
+            above,
+            ids,
+            parent: std::process::id() as libc::pid_t,
+        })
+    }
+
+    fn child_failed(&self, step: Step, errno: i32) -> io::Error {
+        let os = io::Error::from_raw_os_error(errno);
+        let why = nix::errno::Errno::from_raw(errno).desc();
+        let name = self.command.to_string_lossy();
+        let msg = match (step, &self.credentials) {
+            (Step::Exec, _) => format!("cannot run {name}: {why}"),
+            (Step::SetGroups | Step::SetGid | Step::SetUid, Some(c))
+            | (Step::IdsUnchanged | Step::RootRegained, Some(c)) => format!(
+                "cannot run {name} as user {} (uid {}, gid {}): {}: {why}",
+                c.user,
+                c.uid,
+                c.gid,
+                step.describe()
+            ),
+            _ => format!("cannot run {name}: {}: {why}", step.describe()),
+        };
+        io::Error::new(os.kind(), msg)
+    }
+}
+
+/// Marks every fd above stderr that this process holds close-on-exec.
+///
+/// herd opens its own fds close-on-exec, but whatever started it may have left some open
+/// without the flag (a shell's, make's jobserver pipe); [`Program::spawn`] would pass them
+/// on to every worker. Call this once at startup, before anything else opens fds. Fds
+/// passed on purpose (`LISTEN_FDS`, an upgrade's ready pipe) are adopted by number, so the
+/// flag does not hide them from herd; it only keeps them from herd's children.
+pub fn mark_inherited_fds_cloexec() -> io::Result<()> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        if let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        {
+            fds.push(fd);
+        }
+    }
+    for fd in fds.into_iter().filter(|&fd| fd > libc::STDERR_FILENO) {
+        // SAFETY: F_GETFD/F_SETFD change only the fd's flags; an fd that closed since the
+        // listing (the directory's own) fails with EBADF, which is ignored.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A NUL-terminated copy of `bytes`; a NUL inside is an error naming the program.
+pub(super) fn c_string(bytes: &[u8], program: &str) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| nul_error(program))
+}
+
+/// The error for an argument, a variable or a path that holds a NUL byte.
+pub(super) fn nul_error(program: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("cannot run {program}: an argument or variable contains a NUL byte"),
+    )
+}
+
+/// Whether `path` names a file this process may execute (for errors in the parent).
+pub(super) fn executable(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access(2) reads a NUL-terminated path we own.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_fds_at_one_number_are_refused_before_any_fork() {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let fds = ChildFds::new().place(r.as_fd(), 3).place(w.as_fd(), 3);
+        let err = Program::new("true").prepare(&fds).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("fd 3 placed twice"), "{err}");
+    }
+
+    use std::os::fd::AsFd;
+}
