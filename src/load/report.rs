@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::config::LoadConfig;
+use super::config::Config;
 
 /// Why a request failed, or (for the status kinds) completed with an error status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +190,7 @@ pub struct PathLatency {
 
 impl LoadReport {
     /// Merges the threads' tallies of a run of `cfg` that began at `start`.
-    pub(crate) fn new(cfg: &LoadConfig, start: Instant, tallies: Vec<Tally>) -> LoadReport {
+    pub(crate) fn new(cfg: &Config, start: Instant, tallies: Vec<Tally>) -> LoadReport {
         let mut latency_us = new_histogram();
         let mut status_classes = [0; 10];
         let mut errors = [0; ErrorKind::ALL.len()];
@@ -495,7 +495,7 @@ mod tests {
     use super::*;
 
     fn report() -> LoadReport {
-        let mut cfg = LoadConfig::new("http://127.0.0.1:8080/\"q").unwrap();
+        let mut cfg = Config::new("http://127.0.0.1:8080/\"q").unwrap();
         cfg.paths = "3:/a,1:/b".parse().unwrap();
         let start = Instant::now();
         let mut a = Tally::new(2);
