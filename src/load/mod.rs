@@ -13,7 +13,8 @@
 //! | `conn.rs` | one connection slot: connect, write, read, count errors, reconnect |
 //! | `engine.rs` | one thread's event loop: closed or open loop, timeouts, the deadline |
 //! | `ticker.rs` | the open-loop clock: a timerfd, as epoll only sleeps in whole milliseconds |
-//! | `report.rs` | per-thread tallies merged into the [`LoadReport`], printed as text or JSON |
+//! | `report.rs` | per-thread tallies merged into the [`LoadReport`], printed as text |
+//! | `json.rs` | the report as JSON (`--json`) |
 //!
 //! Two modes:
 //! - **closed loop** (default): each connection sends its next request as soon as the previous
@@ -43,6 +44,7 @@
 mod config;
 mod conn;
 mod engine;
+mod json;
 mod report;
 mod request;
 mod response;
