@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use herd::bench::{BenchConfig, Workload};
+use herd::bench::{Config, Workload};
 use herd::policy::Policy;
 
 fn main() {
@@ -18,7 +18,7 @@ fn main() {
     {
         return;
     }
-    let cfg = BenchConfig {
+    let cfg = Config {
         herd: PathBuf::from(env!("CARGO_BIN_EXE_herd")),
         policies: Policy::ALL.to_vec(),
         workloads: vec![Workload::Connect, Workload::Skewed],

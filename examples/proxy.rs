@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use herd::http::Timeouts;
-use herd::proxy::{ProxyConfig, ProxyService, Target};
+use herd::proxy::{Config, ProxyService, Target};
 use herd::Cluster;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let targets = args
         .map(|t| t.parse())
         .collect::<Result<Vec<Target>, _>>()?;
-    let mut config = ProxyConfig::new(targets);
+    let mut config = Config::new(targets);
     config.timeouts = Timeouts::all(Duration::from_secs_f64(seconds));
     Cluster::new()
         .workers(1)

@@ -5,13 +5,15 @@
 //!   `/worker` answers the worker's id, `/echo…` answers `METHOD PATH BODY`, `/cost/N` burns N µs of CPU before answering,
 //!   `/sleep/N` blocks the whole worker for N ms (a stall), anything else is `hello world`.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::http::{Request, Response};
 use crate::worker::worker_id;
 
 /// The built-in applications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum App {
     /// `hello world` for every request.
     #[default]
@@ -21,12 +23,37 @@ pub enum App {
 }
 
 impl App {
+    /// Every app, in the order `--help` lists them.
+    pub const ALL: &'static [App] = &[App::Hello, App::Bench];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            App::Hello => "hello",
+            App::Bench => "bench",
+        }
+    }
+
     /// The handler function for this app.
     pub fn handler(self) -> fn(&Request<'_>, &mut Response) {
         match self {
             App::Hello => hello,
             App::Bench => bench,
         }
+    }
+}
+
+impl fmt::Display for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for App {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<App, String> {
+        crate::policy::parse_name(s, App::ALL, |a| a.name(), "app")
     }
 }
 

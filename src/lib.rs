@@ -28,9 +28,11 @@
 //! * [`exec`]: workers that are programs (`herd run -- CMD`): spawn, output, readiness.
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
-//! * [`app`]: the handlers `herd serve` ships with; [`cli`]: the command line;
-//!   [`load`]: `herd load`, the load generator; [`bench`](mod@bench): `herd bench`, the policies
-//!   compared.
+//! * [`app`]: the handlers `herd serve` ships with; [`load`]: `herd load`, the load
+//!   generator; [`bench`](mod@bench): `herd bench`, the policies compared; [`url`]: the
+//!   `http://IP:PORT/PATH` URLs the proxy and the load generator connect to.
+//! * [`cli`]: the command line, one file per subcommand: the only module that knows clap; it
+//!   turns flags into each part's `Config` and calls its `run`.
 //! * `sys/`: the system-call fence: every `unsafe` libc call behind a safe function.
 //!
 //! Public for the benchmarks (`benches/`), not as an API to build on: [`channel`]'s codec
@@ -53,6 +55,7 @@ pub mod policy;
 pub mod proxy;
 pub(crate) mod reuseport;
 mod sys;
+pub mod url;
 pub mod worker;
 
 pub use cluster::Cluster;

@@ -62,3 +62,48 @@ fn help_names_the_signals() {
     assert!(out.status.success());
     assert!(text.contains("graceful stop"), "{text}");
 }
+
+#[test]
+fn absurd_durations_are_a_one_line_usage_error() {
+    // Past u64 seconds `Duration::from_secs_f64` panics; past i64 seconds `Instant + Duration`
+    // overflows at the first SIGTERM. Both must be refused before anything starts.
+    for args in [
+        &["serve", "--shutdown-timeout", "1e20"][..],
+        &["serve", "--shutdown-timeout", "1e19"],
+        &["serve", "--shutdown-timeout", "inf"],
+        &["serve", "--shutdown-timeout", "NaN"],
+        &["serve", "--shutdown-timeout", ""],
+        &["serve", "--max-restarts", "3", "--restart-window", "1e19"],
+        &[
+            "proxy",
+            "--target",
+            "http://127.0.0.1:1",
+            "--upstream-timeout",
+            "1e20",
+        ],
+        &[
+            "proxy",
+            "--target",
+            "http://127.0.0.1:1",
+            "--tunnel-timeout",
+            "0",
+        ],
+        &["load", "http://127.0.0.1:1/", "-d", "1e19"],
+        &["load", "http://127.0.0.1:1/", "--timeout", "-5"],
+        &["bench", "--duration", "1e20"],
+    ] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        // clap's error line, then only its "For more information, try '--help'." hint.
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(
+            lines[0].starts_with("error: invalid value") && lines[0].contains("up to a year"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use herd::load::{run, LoadConfig, LoadReport};
+use herd::load::{run, Config, LoadReport};
 
 /// How the test server answers.
 #[derive(Clone, Copy)]
@@ -226,8 +226,8 @@ fn reset_on_close(stream: &TcpStream) {
 }
 
 /// A closed-loop configuration for `url`, short and with generous timeouts.
-fn config(url: &str, connections: usize, threads: usize, millis: u64) -> LoadConfig {
-    let mut cfg = LoadConfig::new(url).unwrap();
+fn config(url: &str, connections: usize, threads: usize, millis: u64) -> Config {
+    let mut cfg = Config::new(url).unwrap();
     cfg.connections = connections;
     cfg.threads = threads;
     cfg.duration = Duration::from_millis(millis);
@@ -236,7 +236,7 @@ fn config(url: &str, connections: usize, threads: usize, millis: u64) -> LoadCon
 }
 
 /// Runs `cfg`, checking that the run kept to its duration (the generator never hangs).
-fn run_checked(cfg: &LoadConfig) -> LoadReport {
+fn run_checked(cfg: &Config) -> LoadReport {
     let began = Instant::now();
     let report = run(cfg).unwrap();
     let took = began.elapsed();
@@ -437,7 +437,7 @@ fn command_line_errors_are_one_line() {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        load: herd::load::LoadArgs,
+        load: herd::cli::load::LoadArgs,
     }
     let args = |line: &[&str]| Cli::try_parse_from([&["herd-load"], line].concat());
     let cli = args(&[

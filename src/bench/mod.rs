@@ -1,7 +1,7 @@
 //! `herd bench`: the scheduling policies compared, under the same load, on this machine.
 //!
 //! For each policy it starts `herd serve --app bench --admin …` as a child process, drives
-//! each workload with [`crate::load::run`], reads the master's `/metrics` before and after
+//! each workload with [`load::run`], reads the master's `/metrics` before and after
 //! to see which worker took what, and reports per (policy, workload): requests/s, latency
 //! percentiles, errors, each worker's connections and requests, Jain's fairness index and
 //! max/mean share. Output: a markdown table on stdout; `report.md`, `report.json` and SVG
@@ -9,7 +9,7 @@
 //!
 //! | file | what it owns |
 //! |------|--------------|
-//! | `mod.rs` | the flags, the workloads, the run order |
+//! | `mod.rs` | the [`Config`], the workloads, the run order |
 //! | `server.rs` | the herd under test as a child process; `/metrics` scrapes |
 //! | `report.rs` | fairness figures, the table, report.md and report.json |
 //! | `svg.rs` | the charts |
@@ -33,11 +33,10 @@ pub use server::{Scrape, Server};
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::load::{parse_duration, LoadConfig, PathMix};
+use crate::load::{self, PathMix};
 use crate::policy::Policy;
 
 /// The workloads `herd bench` drives.
@@ -92,29 +91,9 @@ const STALLS_PER_SEC: f64 = 2.0;
 /// The open-loop rate as a fraction of the measured capacity.
 const LOAD_FACTOR: f64 = 0.7;
 
-/// Compares the scheduling policies under several workloads (the flags of `herd bench`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// Policies to compare, comma-separated [default: all].
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub policies: Vec<Policy>,
-    /// Workloads: keepalive, connect, skewed, stall, comma-separated [default: all].
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub workloads: Vec<Workload>,
-    /// Worker processes per server.
-    #[arg(long, short = 'w', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub workers: u16,
-    /// How long each (policy, workload) run lasts ("5s", "500ms").
-    #[arg(long, short = 'd', default_value = "5s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Directory for report.md, report.json and the SVG charts (created if missing).
-    #[arg(long, default_value = "bench-report")]
-    pub out: PathBuf,
-}
-
 /// One `herd bench` run, from flags or from code (`cargo bench`).
 #[derive(Debug, Clone)]
-pub struct BenchConfig {
+pub struct Config {
     /// The herd binary to start servers from.
     pub herd: PathBuf,
     /// Policies, in order.
@@ -129,34 +108,15 @@ pub struct BenchConfig {
     pub command: String,
 }
 
-impl BenchArgs {
-    /// The configuration these flags describe, starting servers from this executable.
-    pub fn config(&self) -> io::Result<BenchConfig> {
-        Ok(BenchConfig {
-            herd: std::env::current_exe()?,
-            policies: or_all(&self.policies, Policy::ALL),
-            workloads: or_all(&self.workloads, Workload::ALL),
-            workers: self.workers as usize,
-            duration: self.duration,
-            command: std::env::args().collect::<Vec<_>>().join(" "),
-        })
-    }
-}
-
-/// The list given, or every one when none was.
-fn or_all<T: Copy>(given: &[T], all: &[T]) -> Vec<T> {
-    if given.is_empty() { all } else { given }.to_vec()
-}
-
 /// The load for `workload` against `addr`.
 fn load_config(
     workload: Workload,
     addr: std::net::SocketAddr,
     duration: Duration,
     rate: Option<f64>,
-) -> io::Result<LoadConfig> {
+) -> io::Result<load::Config> {
     let bad = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-    let mut cfg = LoadConfig::new(&format!("http://{addr}/")).map_err(|e| bad(e.to_string()))?;
+    let mut cfg = load::Config::new(&format!("http://{addr}/")).map_err(|e| bad(e.to_string()))?;
     cfg.duration = duration;
     match workload {
         Workload::Keepalive => cfg.connections = 64,
@@ -183,14 +143,14 @@ fn load_config(
 }
 
 /// Measures the closed-loop capacity with the `skewed` path mix, a connection per request.
-fn measure_capacity(cfg: &BenchConfig) -> io::Result<f64> {
+fn measure_capacity(cfg: &Config) -> io::Result<f64> {
     let policy = cfg.policies[0];
     let server = Server::start(&cfg.herd, policy, cfg.workers)?;
     let mut load = load_config(Workload::Connect, server.addr, cfg.duration, None)?;
     load.paths = SKEWED_MIX
         .parse()
         .map_err(|e: String| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let report = crate::load::run(&load)?;
+    let report = load::run(&load)?;
     server.stop()?;
     eprintln!(
         "herd bench: capacity with the skewed mix under {policy}: {:.0} requests/s",
@@ -200,7 +160,7 @@ fn measure_capacity(cfg: &BenchConfig) -> io::Result<f64> {
 }
 
 /// Runs every (policy, workload) pair.
-pub fn run(cfg: &BenchConfig) -> io::Result<BenchReport> {
+pub fn run(cfg: &Config) -> io::Result<BenchReport> {
     if cfg.policies.is_empty() || cfg.workloads.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -219,7 +179,7 @@ pub fn run(cfg: &BenchConfig) -> io::Result<BenchReport> {
         for &workload in &cfg.workloads {
             let before = server.settled_scrape()?;
             let load = load_config(workload, server.addr, cfg.duration, rate)?;
-            let report = crate::load::run(&load)?;
+            let report = load::run(&load)?;
             let after = server.settled_scrape()?;
             let result = RunResult {
                 policy,
@@ -310,27 +270,4 @@ pub fn write_files(report: &BenchReport, dir: &Path) -> io::Result<Vec<PathBuf>>
         std::fs::write(path, text)?;
     }
     Ok(files.into_iter().map(|(p, _)| p).collect())
-}
-
-/// `herd bench`: runs, prints the table, writes the files. A run that cannot take place
-/// prints one line on stderr and exits with status 1.
-pub fn main(args: BenchArgs) -> ExitCode {
-    let outcome = args.config().and_then(|cfg| {
-        let report = run(&cfg)?;
-        let files = write_files(&report, &args.out)?;
-        Ok((report, files))
-    });
-    match outcome {
-        Ok((report, files)) => {
-            print!("{}", report.table());
-            for f in files {
-                eprintln!("herd bench: wrote {}", f.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("herd bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+
 use crate::load::LoadReport;
 use crate::policy::Policy;
 
@@ -158,37 +160,54 @@ impl BenchReport {
         out
     }
 
-    /// `report.json`: every run, with the full load report of each.
+    /// `report.json`: every run, with the full load report of each, on one line.
     pub fn json(&self) -> String {
-        let runs: Vec<String> = self
-            .runs
-            .iter()
-            .map(|r| {
-                let conns = r.connections();
-                let reqs = r.requests();
-                format!(
-                    "{{\"policy\":\"{}\",\"workload\":\"{}\",\"connections_per_worker\":{:?},\
-                     \"requests_per_worker\":{:?},\"jain_connections\":{},\
-                     \"jain_requests\":{},\"max_over_mean_connections\":{},\"load\":{}}}",
-                    r.policy,
-                    r.workload.name(),
-                    conns,
-                    reqs,
-                    opt(jain(&conns), 6).replace('-', "null"),
-                    opt(jain(&reqs), 6).replace('-', "null"),
-                    opt(max_over_mean(&conns), 6).replace('-', "null"),
-                    r.load.to_json()
-                )
-            })
-            .collect();
-        format!(
-            "{{\"workers\":{},\"capacity\":{},\"open_loop_rate\":{},\"runs\":[{}]}}\n",
-            self.workers,
-            opt(self.capacity, 1).replace('-', "null"),
-            opt(self.open_loop_rate, 1).replace('-', "null"),
-            runs.join(",\n")
-        )
+        let json = BenchJson {
+            workers: self.workers,
+            capacity: self.capacity,
+            open_loop_rate: self.open_loop_rate,
+            runs: (self.runs.iter())
+                .map(|r| {
+                    let conns = r.connections();
+                    let reqs = r.requests();
+                    RunJson {
+                        policy: r.policy.name(),
+                        workload: r.workload.name(),
+                        jain_connections: jain(&conns),
+                        jain_requests: jain(&reqs),
+                        max_over_mean_connections: max_over_mean(&conns),
+                        connections_per_worker: conns,
+                        requests_per_worker: reqs,
+                        load: &r.load,
+                    }
+                })
+                .collect(),
+        };
+        serde_json::to_string(&json).expect("a report has string keys and serializes") + "\n"
     }
+}
+
+/// The shape of `report.json`; a figure that does not exist (no capacity measured, no
+/// connection to be fair about) is `null`.
+#[derive(Serialize)]
+struct BenchJson<'a> {
+    workers: usize,
+    capacity: Option<f64>,
+    open_loop_rate: Option<f64>,
+    runs: Vec<RunJson<'a>>,
+}
+
+/// One run in `report.json`.
+#[derive(Serialize)]
+struct RunJson<'a> {
+    policy: &'static str,
+    workload: &'static str,
+    connections_per_worker: Vec<u64>,
+    requests_per_worker: Vec<u64>,
+    jain_connections: Option<f64>,
+    jain_requests: Option<f64>,
+    max_over_mean_connections: Option<f64>,
+    load: &'a LoadReport,
 }
 
 #[cfg(test)]
@@ -204,5 +223,57 @@ mod tests {
         assert_eq!(max_over_mean(&[20, 0, 0, 0]), Some(4.0));
         assert_eq!(max_over_mean(&[2, 2]), Some(1.0));
         assert_eq!(max_over_mean(&[]), None);
+    }
+
+    #[test]
+    fn json_is_one_object_per_run_with_nulls_for_missing_figures() {
+        let load = LoadReport {
+            url: "http://127.0.0.1:1/".to_string(),
+            threads: 1,
+            connections: 2,
+            rate: None,
+            close: true,
+            elapsed: std::time::Duration::from_secs(1),
+            requests: 0,
+            requests_per_sec: 0.0,
+            status: Default::default(),
+            bytes_read: 0,
+            errors: Default::default(),
+            connections_opened: 0,
+            in_flight_at_deadline: 0,
+            queued_at_deadline: 0,
+            latency_us: hdrhistogram::Histogram::new(3).unwrap(),
+            paths: Vec::new(),
+        };
+        let report = BenchReport {
+            command: "herd bench".to_string(),
+            workers: 2,
+            open_loop_rate: Some(700.5),
+            capacity: None,
+            runs: vec![RunResult {
+                policy: Policy::RoundRobin,
+                workload: Workload::Connect,
+                load,
+                per_worker: vec![(3, 4), (1, 2)],
+            }],
+        };
+        let text = report.json();
+        assert!(
+            text.ends_with("}\n") && !text.trim_end().contains('\n'),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["workers"], 2);
+        assert_eq!(json["capacity"], serde_json::Value::Null);
+        assert_eq!(json["open_loop_rate"], 700.5);
+        let run = &json["runs"][0];
+        assert_eq!(run["policy"], "round-robin");
+        assert_eq!(run["workload"], "connect");
+        assert_eq!(run["connections_per_worker"], serde_json::json!([3, 1]));
+        assert_eq!(run["requests_per_worker"], serde_json::json!([4, 2]));
+        assert_eq!(run["jain_connections"], 0.8);
+        assert_eq!(run["max_over_mean_connections"], 1.5);
+        assert_eq!(run["load"]["url"], "http://127.0.0.1:1/");
+        assert_eq!(run["load"]["latency_us"]["count"], 0);
     }
 }

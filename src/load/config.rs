@@ -1,84 +1,21 @@
-//! What a load run is asked to do: the command-line flags ([`LoadArgs`]), the checked
-//! configuration they become ([`LoadConfig`]), and the parsers for the target URL, durations and
-//! the weighted path mix. Every bad input is answered here with a one-line [`ConfigError`], before
-//! any socket is opened.
+//! What a load run is asked to do: the checked [`Config`] and the parsers for its parts, the
+//! target URL ([`Target`]) and the weighted path mix ([`PathMix`]). Every bad input is answered
+//! here with a one-line [`ConfigError`], before any socket is opened. (The flags that build a
+//! `Config` are `herd load`'s, in [`cli::load`](crate::cli::load).)
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Sends HTTP/1.1 load to a server and reports throughput and latency: closed loop like wrk,
-/// or open loop like wrk2 with `--rate` (the flags of `herd load`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct LoadArgs {
-    /// Target: `http://HOST[:PORT]/PATH`, where HOST is an IP address or `localhost`
-    /// (herd load does not resolve names).
-    pub url: String,
-    /// Connections to keep open, spread evenly over the threads.
-    #[arg(short = 'c', long, default_value_t = 64)]
-    pub connections: usize,
-    /// How long to send requests: seconds ("10", "2.5") or with a unit ("10s", "500ms", "1m").
-    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Threads, each with its own event loop and its share of the connections.
-    #[arg(short = 't', long, default_value_t = 1)]
-    pub threads: usize,
-    /// Total requests per second. Given, the run is open loop: requests are sent on a fixed
-    /// schedule and latency counts from the scheduled time (no coordinated omission).
-    #[arg(short = 'R', long, value_parser = parse_rate)]
-    pub rate: Option<f64>,
-    /// Open a new connection for every request and send `Connection: close`.
-    #[arg(long)]
-    pub close: bool,
-    /// Weighted paths instead of the URL's path, e.g. `95:/,5:/cost/2000`.
-    #[arg(long, value_name = "SPEC")]
-    pub path_mix: Option<PathMix>,
-    /// Time a request may take once sent before it counts as a timeout error.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Print the report as JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl LoadArgs {
-    /// Checks the flags and builds the configuration [`run`](super::run) takes.
-    pub fn config(&self) -> Result<LoadConfig, ConfigError> {
-        let target: Target = self.url.parse()?;
-        let paths = self
-            .path_mix
-            .clone()
-            .unwrap_or_else(|| PathMix::single(&target.path));
-        let cfg = LoadConfig {
-            target,
-            paths,
-            connections: self.connections,
-            threads: self.threads,
-            duration: self.duration,
-            rate: self.rate,
-            close: self.close,
-            timeout: self.timeout,
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-}
-
-impl TryFrom<&LoadArgs> for LoadConfig {
-    type Error = ConfigError;
-
-    fn try_from(args: &LoadArgs) -> Result<Self, Self::Error> {
-        args.config()
-    }
-}
+use crate::url::{check_path, HttpUrl};
 
 /// A checked load run: what to request, how hard and for how long.
 ///
-/// Built from the command line with [`LoadArgs::config`], or from code with [`LoadConfig::new`]
-/// and then adjusting the public fields (which [`run`](super::run) checks again).
+/// Built from the command line by `herd load`, or from code with [`Config::new`] and then
+/// adjusting the public fields (which [`run`](super::run) checks again).
 #[derive(Debug, Clone)]
-pub struct LoadConfig {
+pub struct Config {
     /// The server and the `Host` header to send.
     pub target: Target,
     /// The paths to request and their weights; the URL's path alone unless a mix was given.
@@ -97,12 +34,12 @@ pub struct LoadConfig {
     pub timeout: Duration,
 }
 
-impl LoadConfig {
+impl Config {
     /// A closed-loop configuration for `url` with the command line's defaults:
     /// 64 connections, 1 thread, 10 s, keep-alive, 5 s timeout.
-    pub fn new(url: &str) -> Result<LoadConfig, ConfigError> {
+    pub fn new(url: &str) -> Result<Config, ConfigError> {
         let target: Target = url.parse()?;
-        Ok(LoadConfig {
+        Ok(Config {
             paths: PathMix::single(&target.path),
             target,
             connections: 64,
@@ -176,53 +113,22 @@ pub struct Target {
 impl FromStr for Target {
     type Err = ConfigError;
 
+    /// Accepts `http://HOST[:PORT][/PATH]` as [`HttpUrl`] parses it; the port defaults to 80
+    /// and the path to `/`.
     fn from_str(url: &str) -> Result<Target, ConfigError> {
-        let bad = |why: &str| ConfigError::new(format!("bad URL {url:?}: {why}"));
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            bad("expected http://HOST[:PORT]/PATH (only plain http is supported)")
+        let parsed: HttpUrl = url.parse().map_err(|why| {
+            ConfigError::new(format!(
+                "bad URL {url:?}: {why} (expected http://HOST[:PORT]/PATH)"
+            ))
         })?;
-        let rest = rest.split('#').next().unwrap_or_default();
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(split);
-        let path = match path {
+        let path = match parsed.path.as_str() {
             "" => "/".to_string(),
             p if p.starts_with('?') => format!("/{p}"),
             p => p.to_string(),
         };
-        check_path(&path).map_err(|why| bad(&why))?;
-        if authority.contains('@') {
-            return Err(bad("user information is not supported"));
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("unclosed [ in the host"))?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            }
-        };
-        let ip = if host.eq_ignore_ascii_case("localhost") {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            host.parse().map_err(|_| {
-                bad(&format!(
-                    "host {host:?} is not an IP address or localhost (names are not resolved)"
-                ))
-            })?
-        };
-        let port = match port {
-            None => 80,
-            Some(p) => match p.parse::<u16>() {
-                Ok(p) if p != 0 => p,
-                _ => return Err(bad(&format!("port {p:?} is not a number from 1 to 65535"))),
-            },
-        };
         Ok(Target {
-            addr: SocketAddr::new(ip, port),
-            host: authority.to_string(),
+            addr: parsed.addr,
+            host: parsed.authority,
             path,
         })
     }
@@ -278,50 +184,6 @@ impl FromStr for PathMix {
     }
 }
 
-/// A path must start with `/` and hold no byte that would break the request line.
-fn check_path(path: &str) -> Result<(), String> {
-    if !path.starts_with('/') {
-        return Err(format!("path {path:?} must start with /"));
-    }
-    if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(format!("path {path:?} holds a space or control character"));
-    }
-    Ok(())
-}
-
-/// Parses a duration: plain seconds (`"10"`, `"2.5"`) or a number with `ms`, `s` or `m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit_secs) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    let bad = || {
-        format!("bad duration {text:?}: expected seconds (\"2.5\") or a number with a unit (\"10s\", \"500ms\", \"1m\") above 0")
-    };
-    match number.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => {
-            Duration::try_from_secs_f64(v * unit_secs).map_err(|_| bad())
-        }
-        _ => Err(bad()),
-    }
-}
-
-/// Parses a rate in requests per second: a finite number above 0.
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!(
-            "bad rate {text:?}: expected requests per second, a number above 0"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,18 +216,6 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        for bad in ["", "0", "-1", "abc", "5h", "inf", "NaN"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
-        }
-    }
-
-    #[test]
     fn path_mixes() {
         let mix: PathMix = "95:/,5:/cost/2000".parse().unwrap();
         assert_eq!(
@@ -379,7 +229,7 @@ mod tests {
 
     #[test]
     fn counts_are_checked() {
-        let mut cfg = LoadConfig::new("http://127.0.0.1:1/").unwrap();
+        let mut cfg = Config::new("http://127.0.0.1:1/").unwrap();
         cfg.threads = 4;
         cfg.connections = 2;
         assert!(cfg.validate().is_err());

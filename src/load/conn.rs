@@ -22,7 +22,7 @@ use super::response::ResponseParser;
 const INITIAL_BUFFER: usize = 16 * 1024;
 
 /// A response head larger than this is a parse error rather than a reason to keep buffering.
-const MAX_BUFFER: usize = 1024 * 1024;
+const MAX_BUFFER: usize = super::response::MAX_HEAD_BYTES;
 
 /// The request a slot is working on.
 #[derive(Debug, Clone, Copy)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
-use super::config::LoadConfig;
+use super::config::Config;
 use super::conn::{Conn, InFlight, Step};
 use super::report::{ErrorKind, Tally};
 use super::request::Requests;
@@ -42,7 +42,7 @@ impl ThreadPlan {
     /// The plan of thread `index`: an even share of the connections (the first threads take
     /// one more when they do not divide) and of the rate, with the threads' schedules staggered
     /// so that together they send at even intervals.
-    pub(crate) fn new(cfg: &LoadConfig, index: usize, start: Instant) -> ThreadPlan {
+    pub(crate) fn new(cfg: &Config, index: usize, start: Instant) -> ThreadPlan {
         let extra = usize::from(index < cfg.connections % cfg.threads);
         let schedule = cfg.rate.map(|rate| {
             // Integer nanoseconds, so that the ticker's period is an exact multiple of it.
@@ -104,7 +104,7 @@ fn nanos(d: Duration) -> u64 {
 const TICK: Token = Token(usize::MAX);
 
 /// Runs one thread's share of the load until `start + cfg.duration`.
-pub(crate) fn run_thread(cfg: &LoadConfig, plan: ThreadPlan, start: Instant) -> io::Result<Tally> {
+pub(crate) fn run_thread(cfg: &Config, plan: ThreadPlan, start: Instant) -> io::Result<Tally> {
     // Each thread owns its Poll and sockets: nothing is shared until the tallies are merged.
     let poll = Poll::new()?;
     let ticker = match &plan.schedule {

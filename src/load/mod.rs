@@ -7,13 +7,14 @@
 //!
 //! | file | what it owns |
 //! |------|--------------|
-//! | `config.rs` | the flags ([`LoadArgs`]), the checked [`LoadConfig`], URL / duration / path-mix parsing |
+//! | `config.rs` | the checked [`Config`], the target URL and the path mix |
 //! | `request.rs` | the request bytes per path and the weighted choice of path |
 //! | `response.rs` | where a response ends: head, `Content-Length`, chunked, or close-delimited |
 //! | `conn.rs` | one connection slot: connect, write, read, count errors, reconnect |
 //! | `engine.rs` | one thread's event loop: closed or open loop, timeouts, the deadline |
 //! | `ticker.rs` | the open-loop clock: a timerfd, as epoll only sleeps in whole milliseconds |
-//! | `report.rs` | per-thread tallies merged into the [`LoadReport`], printed as text or JSON |
+//! | `report.rs` | per-thread tallies merged into the [`LoadReport`], printed as text |
+//! | `json.rs` | the report as JSON (`--json`) |
 //!
 //! Two modes:
 //! - **closed loop** (default): each connection sends its next request as soon as the previous
@@ -30,7 +31,7 @@
 //! ([`LoadReport::in_flight_at_deadline`]), neither completed nor failed.
 //!
 //! ```no_run
-//! let mut cfg = herd::load::LoadConfig::new("http://127.0.0.1:8080/").unwrap();
+//! let mut cfg = herd::load::Config::new("http://127.0.0.1:8080/").unwrap();
 //! cfg.duration = std::time::Duration::from_secs(2);
 //! cfg.rate = Some(1000.0);
 //! let report = herd::load::run(&cfg).unwrap();
@@ -43,16 +44,16 @@
 mod config;
 mod conn;
 mod engine;
+mod json;
 mod report;
 mod request;
 mod response;
 mod ticker;
 
 use std::io;
-use std::process::ExitCode;
 use std::time::Instant;
 
-pub use config::{parse_duration, ConfigError, LoadArgs, LoadConfig, PathMix, Target};
+pub use config::{Config, ConfigError, PathMix, Target};
 pub use report::{LoadReport, PathLatency};
 
 use engine::ThreadPlan;
@@ -62,7 +63,7 @@ use engine::ThreadPlan;
 /// Blocks for `cfg.duration` (plus up to a poll interval). Failed requests are counted in the
 /// report, not returned as errors; an `Err` means the run could not take place: an invalid
 /// configuration (`InvalidInput`) or a thread that could not create its event loop.
-pub fn run(cfg: &LoadConfig) -> io::Result<LoadReport> {
+pub fn run(cfg: &Config) -> io::Result<LoadReport> {
     cfg.validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let start = Instant::now();
@@ -84,22 +85,4 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadReport> {
             .collect::<io::Result<Vec<_>>>()
     })?;
     Ok(LoadReport::new(cfg, start, tallies))
-}
-
-/// `herd load`: runs the load and prints the report (text, or JSON with `--json`) on stdout.
-/// A bad flag or a run that cannot start prints one line on stderr and exits with status 2.
-pub fn main(args: LoadArgs) -> ExitCode {
-    let report = args
-        .config()
-        .map_err(|e| e.to_string())
-        .and_then(|cfg| run(&cfg).map_err(|e| e.to_string()));
-    match report {
-        Ok(report) if args.json => println!("{}", report.to_json()),
-        Ok(report) => print!("{report}"),
-        Err(message) => {
-            eprintln!("herd load: {message}");
-            return ExitCode::from(2);
-        }
-    }
-    ExitCode::SUCCESS
 }

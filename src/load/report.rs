@@ -1,14 +1,14 @@
 //! What a load run found: each thread counts into its own [`Tally`] (no sharing on the hot
 //! path), and the tallies are merged into one [`LoadReport`] at the end, which prints itself like
-//! wrk ([`Display`](std::fmt::Display)) or as JSON ([`LoadReport::to_json`]).
+//! wrk ([`Display`](std::fmt::Display)) or as JSON ([`LoadReport::to_json`], shaped in `json.rs`).
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::config::LoadConfig;
+use super::config::Config;
 
 /// Why a request failed, or (for the status kinds) completed with an error status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +190,7 @@ pub struct PathLatency {
 
 impl LoadReport {
     /// Merges the threads' tallies of a run of `cfg` that began at `start`.
-    pub(crate) fn new(cfg: &LoadConfig, start: Instant, tallies: Vec<Tally>) -> LoadReport {
+    pub(crate) fn new(cfg: &Config, start: Instant, tallies: Vec<Tally>) -> LoadReport {
         let mut latency_us = new_histogram();
         let mut status_classes = [0; 10];
         let mut errors = [0; ErrorKind::ALL.len()];
@@ -274,55 +274,6 @@ impl LoadReport {
             s if s > 0.0 => self.bytes_read as f64 / s,
             _ => 0.0,
         }
-    }
-
-    /// The report as one JSON object (written by hand: the crate has no serde). Latencies are
-    /// in microseconds; `rate` is `null` for a closed-loop run.
-    pub fn to_json(&self) -> String {
-        let h = &self.latency_us;
-        let mut out = String::from("{");
-        let _ = write!(
-            out,
-            "\"url\":{},\"threads\":{},\"connections\":{},\"rate\":{},\"close\":{},\
-\"elapsed_s\":{},\"requests\":{},\"requests_per_sec\":{},\"bytes_read\":{},\
-\"bytes_per_sec\":{},\"connections_opened\":{},\"in_flight_at_deadline\":{},\
-\"queued_at_deadline\":{},\"status\":{},\"errors\":{},\"latency_us\":{{\"count\":{},\
-\"min\":{},\"mean\":{},\"stdev\":{},{}}}",
-            json_string(&self.url),
-            self.threads,
-            self.connections,
-            self.rate.map_or("null".to_string(), json_number),
-            self.close,
-            json_number(self.elapsed.as_secs_f64()),
-            self.requests,
-            json_number(self.requests_per_sec),
-            self.bytes_read,
-            json_number(self.bytes_per_sec()),
-            self.connections_opened,
-            self.in_flight_at_deadline,
-            self.queued_at_deadline,
-            json_counts(&self.status),
-            json_counts(&self.errors),
-            h.len(),
-            h.min(),
-            json_number(h.mean()),
-            json_number(h.stdev()),
-            json_quantiles(h),
-        );
-        let paths: Vec<String> = (self.paths.iter())
-            .map(|p| {
-                let h = &p.latency_us;
-                format!(
-                    "{{\"path\":{},\"weight\":{},\"count\":{},{}}}",
-                    json_string(&p.path),
-                    p.weight,
-                    h.len(),
-                    json_quantiles(h)
-                )
-            })
-            .collect();
-        let _ = write!(out, ",\"paths\":[{}]}}", paths.join(","));
-        out
     }
 }
 
@@ -442,60 +393,12 @@ fn bytes(n: f64) -> String {
     format!("{n:.2}TB")
 }
 
-/// A JSON number; JSON has no NaN or infinity, so those become `null`.
-fn json_number(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x}")
-    } else {
-        "null".to_string()
-    }
-}
-
-/// A JSON string with the characters JSON requires escaped.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A JSON object of counts.
-/// `"p50":…,"p90":…,"p99":…,"p99_9":…,"max":…` of a latency histogram (µs).
-fn json_quantiles(h: &Histogram<u64>) -> String {
-    format!(
-        "\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{},\"max\":{}",
-        h.value_at_quantile(0.5),
-        h.value_at_quantile(0.9),
-        h.value_at_quantile(0.99),
-        h.value_at_quantile(0.999),
-        h.max()
-    )
-}
-
-fn json_counts(counts: &BTreeMap<String, u64>) -> String {
-    let fields: Vec<String> = counts
-        .iter()
-        .map(|(k, v)| format!("{}:{v}", json_string(k)))
-        .collect();
-    format!("{{{}}}", fields.join(","))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn report() -> LoadReport {
-        let mut cfg = LoadConfig::new("http://127.0.0.1:8080/\"q").unwrap();
+        let mut cfg = Config::new("http://127.0.0.1:8080/\"q").unwrap();
         cfg.paths = "3:/a,1:/b".parse().unwrap();
         let start = Instant::now();
         let mut a = Tally::new(2);
@@ -550,5 +453,45 @@ mod tests {
         assert!(json.contains("\"paths\":[{\"path\":\"/a\",\"weight\":3,\"count\":2,"));
         assert!(json.ends_with("}]}"), "{json}");
         assert_eq!(json.matches('{').count(), json.matches('}').count());
+    }
+
+    #[test]
+    fn json_has_every_field_the_scripts_read() {
+        let json: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        // In the order written: serde_json keeps it (preserve_order).
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(
+            keys(&json),
+            [
+                "url",
+                "threads",
+                "connections",
+                "rate",
+                "close",
+                "elapsed_s",
+                "requests",
+                "requests_per_sec",
+                "bytes_read",
+                "bytes_per_sec",
+                "connections_opened",
+                "in_flight_at_deadline",
+                "queued_at_deadline",
+                "status",
+                "errors",
+                "latency_us",
+                "paths"
+            ]
+        );
+        assert_eq!(
+            keys(&json["latency_us"]),
+            ["count", "min", "mean", "stdev", "p50", "p90", "p99", "p99_9", "max"]
+        );
+        assert_eq!(json["latency_us"]["count"], 3);
+        assert_eq!(json["errors"]["read"], 1);
+        assert_eq!(json["elapsed_s"], 2.0);
+        assert_eq!(json["paths"][1]["path"], "/b");
+        assert_eq!(json["paths"][1]["count"], 1);
     }
 }

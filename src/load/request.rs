@@ -2,7 +2,7 @@
 //! seeded weighted draw that picks the path for each request. Building the bytes once keeps
 //! formatting off the hot path: sending a request is one `write` of a ready slice.
 
-use super::config::LoadConfig;
+use super::config::Config;
 use crate::policy::XorShift;
 
 /// The request bytes for each path, and the weighted choice among them.
@@ -21,7 +21,7 @@ pub(crate) struct Requests {
 impl Requests {
     /// Builds the request for every path of `cfg`'s mix; `seed` starts the draws (one per
     /// load thread, so that threads do not send the same sequence).
-    pub(crate) fn new(cfg: &LoadConfig, seed: u64) -> Requests {
+    pub(crate) fn new(cfg: &Config, seed: u64) -> Requests {
         let connection = if cfg.close {
             "Connection: close\r\n"
         } else {
@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn mix_keeps_its_weights_without_a_period() {
-        let mut cfg = LoadConfig::new("http://127.0.0.1:8080/").unwrap();
+        let mut cfg = Config::new("http://127.0.0.1:8080/").unwrap();
         cfg.paths = "3:/a,1:/b,1:/c".parse().unwrap();
         let mut requests = Requests::new(&cfg, 1);
         let picks: Vec<usize> = (0..50_000).map(|_| requests.next()).collect();

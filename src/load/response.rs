@@ -1,11 +1,15 @@
 //! Where one HTTP/1.1 response ends (sans-IO). The load generator does not keep bodies, it only
-//! has to know when a response is complete so the next request can go out: the status line and
-//! headers are parsed with `httparse`, then the body is skipped by `Content-Length`, by chunked
-//! framing (`httparse::parse_chunk_size`), or up to the end of the connection.
+//! has to know when a response is complete so the next request can go out. The protocol is the
+//! [`http`](crate::http) module's, as the reverse proxy uses it: the head is parsed and its
+//! framing decided by [`parse_response_head`], a chunked body is followed by
+//! [`ChunkedDecoder::frame`] (which copies nothing); what is left here is counting down a
+//! `Content-Length`, skipping interim `1xx` responses, and reading until the close.
 //!
 //! The parser is fed whatever bytes the connection holds and says how many it used, so several
 //! responses in one read, a head split across reads, or a chunk size cut in half are all the
 //! same case: call again with the bytes that were left plus the ones that came next.
+
+use crate::http::{parse_response_head, ChunkedDecoder, HttpError, Limits, ResponseBody};
 
 /// A complete response, as far as the load generator cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,10 +23,19 @@ pub(crate) struct Response {
 
 /// The response is not HTTP/1.1 as the parser understands it; the connection cannot be reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ParseError(pub(crate) &'static str);
+pub(crate) enum ParseError {
+    /// The head or the chunked framing is malformed, or too large.
+    Malformed(HttpError),
+    /// `101 Switching Protocols`: what follows is not HTTP/1.1 any more.
+    SwitchedProtocols,
+}
 
 /// How many headers a response may carry.
 const MAX_HEADERS: usize = 64;
+
+/// The largest response head (and chunked trailer section) accepted: as much as the connection's
+/// read buffer may grow to hold.
+pub(crate) const MAX_HEAD_BYTES: usize = 1024 * 1024;
 
 /// Where the parser is within the current response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +44,8 @@ enum State {
     Head,
     /// Skipping a `Content-Length` body; the count is what remains.
     Length(u64),
-    /// Waiting for a chunk-size line.
-    ChunkSize,
-    /// Skipping chunk data; the count is what remains of this chunk.
-    ChunkData(u64),
-    /// Waiting for the CRLF that ends a chunk's data.
-    ChunkEnd,
-    /// After the last (zero-size) chunk: skipping trailer lines up to the empty line.
-    Trailers,
+    /// Following a chunked body with the decoder.
+    Chunked,
     /// A body without a length: everything up to the end of the connection.
     UntilClose,
 }
@@ -50,6 +57,10 @@ pub(crate) struct ResponseParser {
     state: State,
     /// The current response's status and connection fate, known once its head is parsed.
     head: Response,
+    /// Where a chunked body is, while in [`State::Chunked`].
+    chunked: ChunkedDecoder,
+    /// Head and trailer bounds; bodies are skipped, so their size is not limited.
+    limits: Limits,
 }
 
 impl ResponseParser {
@@ -60,6 +71,13 @@ impl ResponseParser {
             head: Response {
                 status: 0,
                 close: false,
+            },
+            chunked: ChunkedDecoder::new(),
+            limits: Limits {
+                max_header_bytes: MAX_HEAD_BYTES,
+                max_headers: MAX_HEADERS,
+                max_body_bytes: usize::MAX,
+                ..Limits::default()
             },
         }
     }
@@ -82,51 +100,25 @@ impl ResponseParser {
                     None => return Ok((used, None)),
                     Some(n) => used += n,
                 },
-                State::Length(remaining) | State::ChunkData(remaining) => {
+                State::Length(remaining) => {
                     let take = remaining.min(rest.len() as u64);
                     used += take as usize;
-                    let remaining = remaining - take;
-                    self.state = match (self.state, remaining) {
-                        (State::Length(_), 0) => return Ok((used, Some(self.finish_response()))),
-                        (State::Length(_), r) => State::Length(r),
-                        (_, 0) => State::ChunkEnd,
-                        (_, r) => State::ChunkData(r),
-                    };
-                    if remaining > 0 {
+                    if take < remaining {
+                        self.state = State::Length(remaining - take);
                         return Ok((used, None));
                     }
+                    return Ok((used, Some(self.finish_response())));
                 }
-                State::ChunkSize => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((n, 0))) => {
-                        used += n;
-                        self.state = State::Trailers;
-                    }
-                    Ok(httparse::Status::Complete((n, size))) => {
-                        used += n;
-                        self.state = State::ChunkData(size);
-                    }
-                    Ok(httparse::Status::Partial) => return Ok((used, None)),
-                    Err(_) => return Err(ParseError("bad chunk size")),
-                },
-                State::ChunkEnd => {
-                    if rest.len() < 2 {
+                State::Chunked => {
+                    let progress = self
+                        .chunked
+                        .frame(rest, &self.limits)
+                        .map_err(ParseError::Malformed)?;
+                    used += progress.consumed;
+                    if !progress.done {
                         return Ok((used, None));
                     }
-                    if &rest[..2] != b"\r\n" {
-                        return Err(ParseError("chunk data not followed by CRLF"));
-                    }
-                    used += 2;
-                    self.state = State::ChunkSize;
-                }
-                State::Trailers => {
-                    let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-                        return Ok((used, None));
-                    };
-                    used += lf + 1;
-                    // The empty line ("\r\n") ends the trailers and the response.
-                    if lf == 0 || (lf == 1 && rest[0] == b'\r') {
-                        return Ok((used, Some(self.finish_response())));
-                    }
+                    return Ok((used, Some(self.finish_response())));
                 }
                 State::UntilClose => return Ok((buf.len(), None)),
             }
@@ -146,69 +138,36 @@ impl ResponseParser {
     }
 
     /// Parses a status line and headers from the start of `buf`: `None` if incomplete, else the
-    /// length of the head, with the state set for the body that follows it.
+    /// length of the head, with the state set for the body that follows it (still
+    /// [`State::Head`] after an interim response: the real one follows).
     fn parse_head(&mut self, buf: &[u8]) -> Result<Option<usize>, ParseError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut head = httparse::Response::new(&mut headers);
-        let n = match head.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(ParseError("bad status line or headers")),
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let parsed = parse_response_head(buf, &self.limits, &mut storage, false)
+            .map_err(ParseError::Malformed)?;
+        let Some((head, len)) = parsed else {
+            return Ok(None);
         };
-        let status = head.code.unwrap_or_default();
-        if status == 101 {
-            return Err(ParseError(
-                "101 Switching Protocols is not HTTP/1.1 any more",
-            ));
+        if head.status == 101 {
+            return Err(ParseError::SwitchedProtocols);
         }
-        if (100..200).contains(&status) {
-            // An interim response (100 Continue, 103 Early Hints): the real one follows.
-            return Ok(Some(n));
+        if (100..200).contains(&head.status) {
+            // An interim response (100 Continue, 103 Early Hints).
+            return Ok(Some(len));
         }
-        // HTTP/1.0 closes after each response unless it asks to keep the connection.
-        let mut close = head.version == Some(0);
-        let mut length: Option<u64> = None;
-        let mut chunked = false;
-        for header in head.headers.iter() {
-            let value = std::str::from_utf8(header.value).unwrap_or_default();
-            if header.name.eq_ignore_ascii_case("content-length") {
-                let n = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| ParseError("bad Content-Length"))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(ParseError("conflicting Content-Length headers"));
-                }
-                length = Some(n);
-            } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                // Chunked is what frames the body only when it is the last coding applied.
-                chunked = value
-                    .rsplit(',')
-                    .next()
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            } else if header.name.eq_ignore_ascii_case("connection") {
-                for token in value.split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case("keep-alive") && head.version == Some(0) {
-                        close = false;
-                    }
-                }
+        self.head = Response {
+            status: head.status,
+            close: !head.keep_alive,
+        };
+        self.state = match head.body {
+            ResponseBody::None => State::Length(0),
+            ResponseBody::Length(n) => State::Length(n),
+            ResponseBody::Chunked => {
+                self.chunked.reset();
+                State::Chunked
             }
-        }
-        self.head = Response { status, close };
-        // The framing rules of RFC 9112 section 6.3, in order, for responses to GET.
-        self.state = if status == 204 || status == 304 {
-            State::Length(0)
-        } else if chunked {
-            State::ChunkSize
-        } else if let Some(length) = length {
-            State::Length(length)
-        } else {
-            self.head.close = true;
-            State::UntilClose
+            ResponseBody::UntilClose => State::UntilClose,
         };
-        Ok(Some(n))
+        Ok(Some(len))
     }
 
     /// Ends the current response and gets ready for the next.
@@ -323,6 +282,7 @@ HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc",
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             let mut parser = ResponseParser::new();
             assert!(

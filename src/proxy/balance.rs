@@ -5,10 +5,13 @@
 //! `i = (i + 1) % proxies.length` lived in one process; with N workers there are N counters).
 //! Targets that passive health checks marked down are skipped.
 
-use crate::policy::{Picker, Policy};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::policy::{parse_name, Picker, Policy};
 
 /// How a worker picks the target of each request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Balance {
     /// The next target in rotation (the seed's `i = (i + 1) % n`).
     #[default]
@@ -17,6 +20,35 @@ pub enum Balance {
     LeastConnections,
     /// Power of two choices: the less busy of two targets picked at random.
     P2c,
+}
+
+impl Balance {
+    /// Every way to balance, in the order `--help` lists them.
+    pub const ALL: &'static [Balance] =
+        &[Balance::RoundRobin, Balance::LeastConnections, Balance::P2c];
+
+    /// The name on the command line (the same as the matching [`Policy`]'s).
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConnections => "least-connections",
+            Balance::P2c => "p2c",
+        }
+    }
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Balance {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Balance, String> {
+        parse_name(s, Balance::ALL, |b| b.name(), "balance")
+    }
 }
 
 /// A worker's balancing state: the same decisions as the master's scheduling policies
@@ -63,6 +95,15 @@ mod tests {
             .collect();
         assert_eq!(picks, [0, 2, 0, 2]);
         assert_eq!(b.pick(&[0; 3], |_| false), None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for &b in Balance::ALL {
+            assert_eq!(b.name().parse(), Ok(b));
+        }
+        let err = "fastest".parse::<Balance>().unwrap_err();
+        assert!(err.contains("unknown balance 'fastest'"), "{err}");
     }
 
     #[test]

@@ -26,7 +26,10 @@
 //! * [`health`]: passive health: a failing target is skipped for a back-off interval.
 //! * [`tunnel`]: after `101`, bytes copied both ways until a side closes.
 //! * [`timeouts`]: which time limit a connection is under, drain included.
-//! * [`target`]: `--target http://IP:PORT`; [`command`]: the `herd proxy` flags.
+//! * [`target`]: `--target http://IP:PORT`.
+//!
+//! [`run`] puts it together: a [`Cluster`] whose workers each serve one listener with a
+//! [`ProxyService`] (the `herd proxy` flags are in [`cli::proxy`](crate::cli::proxy)).
 //!
 //! Tokens: a worker gives each service a token range ([`Context::token`](crate::worker::Context::token));
 //! within it, a client connection's id is its slab key, an upstream connection's its slab key
@@ -36,7 +39,6 @@ mod balance;
 mod body;
 mod buffer;
 mod client;
-pub mod command;
 mod exchange;
 mod failure;
 mod headers;
@@ -49,17 +51,20 @@ mod timeouts;
 mod tunnel;
 mod upstream;
 
+use std::io;
 use std::time::Duration;
 
 pub use balance::Balance;
 pub use service::ProxyService;
 pub use target::Target;
 
+use crate::cluster::Cluster;
+use crate::event::Shutdown;
 use crate::http::{Limits, Timeouts};
 
 /// What every worker's [`ProxyService`] is configured with.
 #[derive(Debug, Clone)]
-pub struct ProxyConfig {
+pub struct Config {
     /// The servers requests are spread over, in order (target `i` in the logs).
     pub targets: Vec<Target>,
     /// How each request's target is picked.
@@ -79,10 +84,10 @@ pub struct ProxyConfig {
     pub(crate) limits: Limits,
 }
 
-impl ProxyConfig {
+impl Config {
     /// Round-robin over `targets`, 30 s upstream timeout, `Host` kept.
-    pub fn new(targets: Vec<Target>) -> ProxyConfig {
-        ProxyConfig {
+    pub fn new(targets: Vec<Target>) -> Config {
+        Config {
             targets,
             balance: Balance::RoundRobin,
             upstream_timeout: Duration::from_secs(30),
@@ -95,4 +100,21 @@ impl ProxyConfig {
             },
         }
     }
+}
+
+/// Runs `cluster` as a reverse proxy: the master listens on `listen`, and every worker serves
+/// that listener with a [`ProxyService`] configured by `config`. Any worker function `cluster`
+/// had is replaced. Blocks until the cluster stops; see [`Cluster::run`].
+pub fn run(cluster: Cluster, listen: &str, config: Config) -> io::Result<Shutdown> {
+    for (i, t) in config.targets.iter().enumerate() {
+        log::info!("proxy: target {i}: {t}");
+    }
+    let addr = listen.to_string();
+    cluster
+        .listen(listen)
+        .worker(move |w| {
+            w.serve(&addr, ProxyService::new(config.clone()))?;
+            Ok(())
+        })
+        .run()
 }

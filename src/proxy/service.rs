@@ -37,7 +37,7 @@ use super::headers;
 use super::health::Health;
 use super::request::Sent;
 use super::upstream::{Pool, Upstream, POOL_IDLE_TIMEOUT};
-use super::ProxyConfig;
+use super::Config;
 use crate::worker::{Context, Service};
 
 /// The tag bit of an upstream connection's local token id; client ids have it clear.
@@ -46,7 +46,7 @@ pub(super) const UPSTREAM_TAG: usize = 1 << 39;
 /// The `herd proxy` service of one worker. See the module documentation.
 #[derive(Debug)]
 pub struct ProxyService {
-    pub(super) config: Rc<ProxyConfig>,
+    pub(super) config: Rc<Config>,
     pub(super) clients: Slab<Client>,
     pub(super) upstreams: Slab<Upstream>,
     pub(super) pool: Pool,
@@ -66,7 +66,7 @@ pub(super) struct Gone;
 
 impl ProxyService {
     /// A proxy for `config`'s targets. Each worker makes its own.
-    pub fn new(config: ProxyConfig) -> ProxyService {
+    pub fn new(config: Config) -> ProxyService {
         let n = config.targets.len();
         let seed = u64::from(std::process::id()) ^ config.targets.len() as u64;
         ProxyService {

@@ -1,8 +1,10 @@
-//! [`Target`]: one server the proxy forwards to, as given by `--target http://HOST:PORT`.
+//! [`Target`]: one server the proxy forwards to, as given by `--target http://IP:PORT`.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::str::FromStr;
+
+use crate::url::HttpUrl;
 
 /// A target server: where to connect, and how to name it in `Host` and in logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,34 +20,23 @@ pub struct Target {
 impl FromStr for Target {
     type Err = String;
 
-    /// Accepts `http://IP:PORT` and `http://localhost:PORT` (an optional trailing `/`).
-    /// Names other than `localhost` are refused rather than resolved: a worker must not block
-    /// on DNS, and herd proxies to servers it is told the address of.
+    /// Accepts `http://IP:PORT` and `http://localhost:PORT` (an optional trailing `/`), as
+    /// [`HttpUrl`] parses them: names other than `localhost` are refused rather than resolved.
+    /// A target is a server, not a resource on one: it has a port and no path.
     fn from_str(s: &str) -> Result<Target, String> {
-        let bad = |why: &str| format!("bad target '{s}': {why} (expected http://IP:PORT)");
-        let rest = s
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only http:// targets are supported"))?;
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.contains('/') {
-            return Err(bad("a target cannot have a path"));
+        let bad =
+            |why: &dyn fmt::Display| format!("bad target '{s}': {why} (expected http://IP:PORT)");
+        let url: HttpUrl = s.parse().map_err(|e| bad(&e))?;
+        if !matches!(url.path.as_str(), "" | "/") {
+            return Err(bad(&"a target cannot have a path"));
         }
-        let addr = match authority.strip_prefix("localhost:") {
-            Some(port) => {
-                let port = port.parse().map_err(|_| bad("invalid port"))?;
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-            }
-            None => authority
-                .parse()
-                .map_err(|_| bad("not an IP address and port"))?,
-        };
-        if addr.port() == 0 {
-            return Err(bad("port 0"));
+        if !url.explicit_port {
+            return Err(bad(&"a target needs a port"));
         }
         Ok(Target {
             url: s.to_string(),
-            addr,
-            authority: authority.to_string(),
+            addr: url.addr,
+            authority: url.authority,
         })
     }
 }
@@ -76,8 +67,19 @@ mod tests {
             "http://127.0.0.1",
             "http://127.0.0.1:0",
             "http://127.0.0.1:3000/app",
+            "http://127.0.0.1:3000?x",
         ] {
             assert!(bad.parse::<Target>().is_err(), "{bad}");
         }
+        let err = "http://127.0.0.1".parse::<Target>().unwrap_err();
+        assert_eq!(
+            err,
+            "bad target 'http://127.0.0.1': a target needs a port (expected http://IP:PORT)"
+        );
+        let err = "http://example.com:80".parse::<Target>().unwrap_err();
+        assert!(
+            err.contains("\"example.com\" is not an IP address"),
+            "{err}"
+        );
     }
 }

@@ -12,7 +12,7 @@
 //! | connected, nothing sent yet             | `Timeouts::request` (draining: grace)  | 408 (draining: close) |
 //! | idle between keep-alive requests        | `Timeouts::keep_alive` (draining: grace) | close         |
 //!
-//! The client-side limits come from [`ProxyConfig::timeouts`](super::ProxyConfig::timeouts),
+//! The client-side limits come from [`Config::timeouts`](super::Config::timeouts),
 //! the same [`Timeouts`](crate::http::Timeouts) value `herd serve` applies, with the same
 //! drain rules: once the worker drains, a connection that has sent nothing yet, or sits idle
 //! after a response, gets `drain_grace` to send a request (answered with

@@ -1,0 +1,59 @@
+//! `herd proxy`: the flags become a [`proxy::Config`] and a cluster, handed to [`proxy::run`].
+
+use std::time::Duration;
+
+use super::cluster::ClusterArgs;
+use super::{duration, one_of, Outcome};
+use crate::proxy::{self, Balance, Target};
+
+/// Flags of `herd proxy`.
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Address to listen on. Port 0 picks a free port.
+    #[arg(
+        long,
+        short = 'l',
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9000"
+    )]
+    listen: String,
+    /// A server to forward to, http://IP:PORT or http://localhost:PORT (repeat for several).
+    #[arg(long = "target", short = 't', value_name = "URL", required = true)]
+    targets: Vec<Target>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// How each worker picks the target of each request.
+    #[arg(long, default_value = "round-robin", value_parser = one_of(Balance::ALL, Balance::name))]
+    balance: Balance,
+    /// Seconds a target has to start answering before the client gets 504 Gateway Timeout.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "30",
+        allow_negative_numbers = true,
+        value_parser = duration::at_least(Duration::from_millis(1))
+    )]
+    upstream_timeout: Duration,
+    /// Send the target's host:port as Host instead of the client's (changeOrigin).
+    #[arg(long)]
+    change_origin: bool,
+    /// Seconds a tunnel (WebSocket) may carry no byte either way before both sides are closed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "300",
+        allow_negative_numbers = true,
+        value_parser = duration::at_least(Duration::from_millis(1))
+    )]
+    tunnel_timeout: Duration,
+}
+
+/// Runs `herd proxy` until the cluster stops.
+pub fn run(args: ProxyArgs) -> Outcome {
+    let mut config = proxy::Config::new(args.targets);
+    config.balance = args.balance;
+    config.upstream_timeout = args.upstream_timeout;
+    config.change_origin = args.change_origin;
+    config.tunnel_timeout = args.tunnel_timeout;
+    Outcome::of_cluster(proxy::run(args.cluster.cluster(), &args.listen, config))
+}
