@@ -67,6 +67,14 @@ impl Config {
                 "--duration and --timeout must be positive",
             ));
         }
+        let max = crate::config::MAX_TIMEOUT;
+        if self.duration > max || self.timeout > max {
+            // Deadlines are `Instant + Duration`, which panics past the clock's range.
+            return Err(ConfigError::new(format!(
+                "--duration and --timeout must be at most {}s",
+                max.as_secs()
+            )));
+        }
         if let Some(rate) = self.rate {
             if !(rate.is_finite() && rate > 0.0) {
                 return Err(ConfigError::new(format!(
@@ -237,5 +245,8 @@ mod tests {
         assert!(cfg.validate().is_ok());
         cfg.rate = Some(0.0);
         assert!(cfg.validate().is_err());
+        cfg.rate = None;
+        cfg.duration = std::time::Duration::MAX;
+        assert!(cfg.validate().is_err(), "a duration the clock cannot add");
     }
 }
