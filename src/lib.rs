@@ -27,6 +27,7 @@
 //!   worker's [`worker::HttpService`].
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
+//! * [`node`]: Node.js's cluster IPC protocol, sans IO, for herd as the primary of `node` workers.
 //! * [`app`]: the handlers `herd serve` ships with; [`cli`]: the command line;
 //!   [`load`]: `herd load`, the load generator; [`bench`](mod@bench): `herd bench`, the policies
 //!   compared.
@@ -47,6 +48,7 @@ pub mod event;
 pub mod http;
 pub mod load;
 pub(crate) mod master;
+pub mod node;
 pub mod policy;
 pub mod proxy;
 pub(crate) mod reuseport;
