@@ -150,8 +150,8 @@ impl LineReader {
         self.fds.remove(i).map(|f| f.fd)
     }
 
-    /// Bytes of an unfinished line: what is lost if the channel closes now.
+    /// Bytes of the unfinished line at the end: what is lost if the channel closes now.
     pub fn partial(&self) -> usize {
-        self.buf.len() - self.head
+        self.tail
     }
 }
