@@ -83,9 +83,16 @@ pub enum ToWorker<'a> {
 /// numbers back to herd). A reply carries the other side's number as `ack`, so the worker
 /// answers `newconn` number N with `{ack: N, accepted}`, and herd's `queryServer` reply
 /// carries the worker's number. Messages that are not `NODE_CLUSTER` take no number.
+///
+/// It also sends a worker at most one *ending*: a [`ToWorker::Disconnect`] or a
+/// [`ToWorker::ExitedAfterDisconnectAck`]. Either makes the worker close its channel; a
+/// second one (a disconnect after the worker's own `exitedAfterDisconnect`, or two
+/// disconnects) crashes it with `ERR_IPC_DISCONNECTED` and exit code 1.
 #[derive(Debug, Default)]
 pub struct Sequencer {
     next: u64,
+    /// An ending has been written: later endings are not.
+    ended: bool,
 }
 
 impl Sequencer {
@@ -94,9 +101,21 @@ impl Sequencer {
         Sequencer::default()
     }
 
+    /// Whether an ending has been written: the worker is on its way out.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
     /// Appends `msg` as one line to `out`. Returns the `seq` it took, if it is a
     /// `NODE_CLUSTER` message (for a `NewConn`, the `ack` its `accepted` reply will carry).
+    /// A second ending writes nothing and returns `None`.
     pub fn encode(&mut self, msg: &ToWorker<'_>, out: &mut Vec<u8>) -> Option<u64> {
+        if msg.is_ending() {
+            if self.ended {
+                return None;
+            }
+            self.ended = true;
+        }
         let seq = msg.is_cluster().then(|| {
             let seq = self.next;
             self.next += 1;
@@ -115,6 +134,13 @@ impl ToWorker<'_> {
         matches!(
             self,
             ToWorker::NewConn { .. } | ToWorker::SharedServer { .. }
+        )
+    }
+
+    fn is_ending(&self) -> bool {
+        matches!(
+            self,
+            ToWorker::Disconnect | ToWorker::ExitedAfterDisconnectAck { .. }
         )
     }
 

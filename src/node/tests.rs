@@ -173,6 +173,31 @@ fn replies_node_sends_in_other_modes_encode_byte_for_byte() {
 }
 
 #[test]
+fn a_worker_gets_one_ending_only() {
+    for first in [
+        ToWorker::Disconnect,
+        ToWorker::ExitedAfterDisconnectAck { ack: 4 },
+    ] {
+        let mut seq = Sequencer::new();
+        let mut out = Vec::new();
+        assert_eq!(seq.encode(&first, &mut out), Some(0));
+        assert!(seq.ended());
+        let len = out.len();
+        assert_eq!(seq.encode(&ToWorker::Disconnect, &mut out), None);
+        assert_eq!(
+            seq.encode(&ToWorker::ExitedAfterDisconnectAck { ack: 5 }, &mut out),
+            None
+        );
+        assert_eq!(out.len(), len, "nothing more written");
+        // Other messages still go: connections may still be refused and re-sent.
+        assert_eq!(
+            seq.encode(&ToWorker::NewConn { key: KEY }, &mut out),
+            Some(1)
+        );
+    }
+}
+
+#[test]
 fn strings_herd_writes_are_escaped() {
     let mut out = Vec::new();
     let key = "/tmp/a \"b\"\n\\c.sock:-1:-1:undefined:0";
