@@ -45,8 +45,12 @@ pub enum FromWorker {
         key: String,
     },
     /// `{act: "exitedAfterDisconnect"}` (Node 4–6: `"suicide"`): the worker is leaving on its
-    /// own (`cluster.worker.disconnect()`, `.destroy()`, `.kill()`). It closes its channel
-    /// only once herd replies `{ack: seq}`, and exits with it.
+    /// own. After `cluster.worker.disconnect()` (which first closes its servers, each with a
+    /// `close`) it closes its channel once herd replies `{ack: seq}` and exits 0 when nothing
+    /// else keeps it alive; after `.destroy()` or `.kill()` (no `close`s) it exits 0 as soon
+    /// as the channel is closed. Send the ack and no `disconnect` (see [`Sequencer`]).
+    ///
+    /// [`Sequencer`]: super::Sequencer
     ExitedAfterDisconnect {
         /// The worker's sequence number of this message, for the ack.
         seq: u64,
