@@ -56,6 +56,7 @@ mod encode;
 mod framing;
 mod inbox;
 mod json;
+mod link;
 mod protocol;
 #[cfg(test)]
 mod tests;
@@ -64,4 +65,5 @@ pub use encode::{Sequencer, ToWorker};
 pub use framing::{Line, LineReader, MAX_LINE};
 pub use inbox::{Inbound, Inbox};
 pub use json::RawJson;
+pub(crate) use link::{NodeLink, PortMap, ServerData};
 pub use protocol::{AddressType, FromWorker, ProtocolError, ServerQuery};
