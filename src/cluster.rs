@@ -272,6 +272,10 @@ impl Cluster {
                 (Box::new(ForkLaunch::new(setup)), None)
             }
             Some(exec) => {
+                // A command that cannot run is an error now, not a crash loop of workers.
+                exec.program
+                    .check()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 let protocol = exec.protocol.ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::InvalidInput,
@@ -283,10 +287,6 @@ impl Cluster {
                     )
                 })?;
                 check_policy(protocol, self.config.policy)?;
-                // A command that cannot run is an error now, not a crash loop of workers.
-                exec.program
-                    .check()
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 let launch = ExecLaunch::new(exec.program, protocol, exec.port_map);
                 (Box::new(launch), exec.output)
             }

@@ -65,6 +65,8 @@ struct WorkerRow {
     connections: u64,
     requests: u64,
     open: u64,
+    /// Connections the worker confirmed taking (Node workers' `accepted` replies).
+    accepted: u64,
 }
 
 impl Master {
@@ -80,6 +82,7 @@ impl Master {
                 connections: w.load.connections,
                 requests: w.load.requests,
                 open: w.load.open,
+                accepted: w.load.taken,
             })
             .collect();
         workers.sort_by_key(|w| w.id);
@@ -98,7 +101,7 @@ impl Snapshot {
     /// The Prometheus text exposition.
     pub fn metrics(&self) -> String {
         let mut out = String::new();
-        let per_worker: [Series; 3] = [
+        let per_worker: [Series; 4] = [
             (
                 "herd_worker_connections_total",
                 "counter",
@@ -110,6 +113,13 @@ impl Snapshot {
                 "counter",
                 "Requests the worker answered.",
                 |w| w.requests,
+            ),
+            (
+                "herd_worker_accepted_connections_total",
+                "counter",
+                "Connections the worker confirmed taking (a Node worker's accepted replies; 0 \
+                 for herd's own workers, which need not confirm).",
+                |w| w.accepted,
             ),
             (
                 "herd_worker_open_connections",
@@ -154,6 +164,7 @@ impl Snapshot {
                     "connections": w.connections,
                     "requests": w.requests,
                     "open_connections": w.open,
+                    "accepted": w.accepted,
                 })
             })
             .collect();
@@ -412,6 +423,7 @@ mod tests {
                     connections: 7,
                     requests: 9,
                     open: 1,
+                    accepted: 0,
                 },
                 WorkerRow {
                     id: 3,
@@ -420,6 +432,7 @@ mod tests {
                     connections: 0,
                     requests: 0,
                     open: 0,
+                    accepted: 0,
                 },
             ],
             ops: crate::master::ops::OpsStatus::default().to_json(),

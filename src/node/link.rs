@@ -324,6 +324,20 @@ impl NodeLink {
     }
 }
 
+/// The errno a bind error stands for (the master's messages wrap the OS error in words).
+fn errno_of(e: &io::Error) -> i32 {
+    if let Some(errno) = e.raw_os_error() {
+        return errno;
+    }
+    match e.kind() {
+        io::ErrorKind::AddrInUse => libc::EADDRINUSE,
+        io::ErrorKind::AddrNotAvailable => libc::EADDRNOTAVAIL,
+        io::ErrorKind::PermissionDenied => libc::EACCES,
+        io::ErrorKind::NotConnected => libc::ENOTCONN,
+        _ => libc::EINVAL,
+    }
+}
+
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
@@ -469,7 +483,7 @@ impl Link for NodeLink {
                 }
             }
             Err(e) => {
-                let errno = -e.raw_os_error().unwrap_or(libc::EINVAL);
+                let errno = -errno_of(&e);
                 let reply = ToWorker::ServerReply {
                     ack: req,
                     errno: Some(errno),
