@@ -160,10 +160,17 @@ start_node_primary() {
     SERVER_PORT[$name]=$port
 }
 
+# Node's SCHED_NONE: the workers accept from the shared socket, the primary is out of the
+# path (the ceiling for any primary); and herd's own shared policy, the same thing.
+start_node_primary_none() { NODE_CLUSTER_SCHED_POLICY=none start_node_primary "$1"; }
+start_herd_node_shared() { start_herd_node "$1" --policy shared; }
+start_herd_node_nodepolicy() { start_herd_node "$1" --policy node; }
+
 start_herd_node() {
     local name=$1
+    shift
     RUST_LOG=${RUST_LOG:-info} PORT=0 launch "$name" "$WORK_DIR/$name.log" \
-        "$HERD_BIN" run --workers "$WORKERS" -- node "$REPO_ROOT/tests/node/hello.js"
+        "$HERD_BIN" run --workers "$WORKERS" "$@" -- node "$REPO_ROOT/tests/node/hello.js"
     SERVER_PORT[$name]=$(wait_log_port "$name" 'master listening on 127\.0\.0\.1:[0-9]+' 30)
 }
 

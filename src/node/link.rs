@@ -13,13 +13,19 @@
 //! worker may answer `accepted: false` (its server is closing, or at its `maxConnections`),
 //! and then the connection must go to another worker, as Node's own primary does it.
 //!
-//! **One `NODE_HANDLE` at a time.** A Node worker has one slot for a received fd and gives
-//! it to the next handle message it parses: when a read ends inside a handle line (a large
-//! user message queued ahead of it, say) and a second handle follows, the first connection
-//! gets the second's fd. So nothing is written after a handle line until the worker's
-//! `NODE_HANDLE_ACK`, which its read callback sends at once: Node's own sender discipline.
-//! Lines are written strictly in order, each fd on the `sendmsg` carrying its line's first
-//! byte and on no other.
+//! **Handles in flight, safely.** A Node worker has one slot for a received fd and gives it
+//! to the next handle message it parses: when one of its reads ends inside a handle line
+//! and the next read brings a second handle, the first connection gets the second's fd.
+//! Node's own primary avoids that by sending nothing after a handle until the worker's
+//! `NODE_HANDLE_ACK` (its read callback sends one at once), which costs a round trip per
+//! connection. herd pipelines instead, under a rule that keeps a read from ending inside a
+//! handle line while another handle follows it: a handle line (one small `sendmsg`, never
+//! split: a unix stream socket takes it whole or not at all) may be written while others
+//! are unacknowledged only if the bytes written since the worker provably read (the end of
+//! the last acknowledged handle) stay within [`PIPELINE_BYTES`], half of the 64 KiB a Node
+//! worker reads at once. The first handle after an acknowledgement always goes: one handle
+//! in flight is safe however its line is split. Lines are written strictly in order, each
+//! fd on the `sendmsg` carrying its line's first byte and on no other.
 //!
 //! Addresses: a worker asks for what its `listen()` names; `address: null` (all interfaces)
 //! is `[::]`, dual-stack as Node binds it; `--map-port FROM=TO` binds port TO for a worker's
@@ -51,6 +57,12 @@ const REJECTED_PAUSE: Duration = Duration::from_millis(20);
 const READ_CHUNK: usize = 64 * 1024;
 /// The largest user message herd sends a Node worker.
 pub const MAX_MESSAGE: usize = super::MAX_LINE - 1;
+/// Bytes that may be in the worker's channel, unread as far as herd knows, when a handle
+/// line is pipelined behind other unacknowledged ones: half of the 64 KiB Node reads at
+/// once, so that no read can end inside one of those handle lines.
+const PIPELINE_BYTES: u64 = 32 * 1024;
+/// Handles unacknowledged at once, at most.
+const MAX_HANDLES_IN_FLIGHT: usize = 16;
 
 /// `data` of the first worker to ask for each key, echoed to every later one (a TLS
 /// server's ticket keys must be the same in every worker). Shared by a cluster's links.
@@ -82,6 +94,15 @@ impl Frame {
     }
 }
 
+/// A handle line the worker has not acknowledged yet.
+#[derive(Debug)]
+struct Unacked {
+    end: u64,
+    bytes: Vec<u8>,
+    /// The connection's fd (in `in_flight`), or -1 for a listening socket (gone once sent).
+    fd: RawFd,
+}
+
 /// A listen request the master has not answered yet.
 #[derive(Debug)]
 struct Query {
@@ -102,9 +123,17 @@ pub struct NodeLink {
     unsent: VecDeque<Accepted>,
     /// Written as `newconn` number N, waiting for `{ack: N, accepted}`.
     in_flight: BTreeMap<u64, Accepted>,
-    /// A handle line went out and its `NODE_HANDLE_ACK` has not come back: nothing else is
-    /// written until it does. Kept to send again after a `NODE_HANDLE_NACK`.
-    awaiting_handle_ack: Option<(Vec<u8>, RawFd)>,
+    /// Handle lines written and not yet acknowledged, oldest first: each with the stream
+    /// offset of its end, and (to send again after a `NODE_HANDLE_NACK`) its bytes and fd.
+    unacked_handles: VecDeque<Unacked>,
+    /// Bytes written to the channel, in all.
+    written: u64,
+    /// The stream offset the worker has provably read up to (the end of the last
+    /// acknowledged handle line).
+    read_up_to: u64,
+    /// A handle line went out in two writes (the socket was full): until every handle is
+    /// acknowledged, no other is pipelined behind it.
+    split_handle: bool,
     queries: HashMap<u64, Query>,
     /// Each listener this worker was granted, by key (for `newconn` and `close`).
     keys: HashMap<ListenerId, String>,
@@ -129,7 +158,10 @@ impl NodeLink {
             out: VecDeque::new(),
             unsent: VecDeque::new(),
             in_flight: BTreeMap::new(),
-            awaiting_handle_ack: None,
+            unacked_handles: VecDeque::new(),
+            written: 0,
+            read_up_to: 0,
+            split_handle: false,
             queries: HashMap::new(),
             keys: HashMap::new(),
             data,
@@ -158,8 +190,14 @@ impl NodeLink {
     /// ack, or nothing is left (`Ok(true)`).
     fn write_frames(&mut self) -> io::Result<bool> {
         while let Some(front) = self.out.front_mut() {
-            if front.written == 0 && front.carries_fd() && self.awaiting_handle_ack.is_some() {
-                return Ok(true);
+            if front.written == 0 && front.carries_fd() && !self.unacked_handles.is_empty() {
+                let unread = self.written - self.read_up_to + front.bytes.len() as u64;
+                if unread > PIPELINE_BYTES
+                    || self.unacked_handles.len() >= MAX_HANDLES_IN_FLIGHT
+                    || self.split_handle
+                {
+                    return Ok(true); // the next acknowledgement lets it go
+                }
             }
             let rest = &front.bytes[front.written..];
             let sent = if front.written == 0 {
@@ -173,12 +211,16 @@ impl NodeLink {
             };
             match sent {
                 Ok(n) => {
-                    if front.written == 0 {
-                        if let FrameFd::Borrowed(fd) = front.fd {
-                            self.awaiting_handle_ack = Some((front.bytes.clone(), fd));
-                        } else if matches!(front.fd, FrameFd::Owned(_)) {
-                            self.awaiting_handle_ack = Some((front.bytes.clone(), -1));
-                        }
+                    self.written += n as u64;
+                    if front.written == 0 && front.carries_fd() {
+                        let fd = match front.fd {
+                            FrameFd::Borrowed(fd) => fd,
+                            _ => -1,
+                        };
+                        let end = self.written + (front.bytes.len() - n) as u64;
+                        self.split_handle |= n < front.bytes.len();
+                        let bytes = front.bytes.clone();
+                        self.unacked_handles.push_back(Unacked { end, bytes, fd });
                     }
                     front.written += n;
                     if front.written == front.bytes.len() {
@@ -287,17 +329,25 @@ impl NodeLink {
                 );
                 out.push(FromWorker::Leaving);
             }
-            Node::HandleAck => self.awaiting_handle_ack = None,
+            Node::HandleAck => {
+                let Some(acked) = self.unacked_handles.pop_front() else {
+                    return Err(invalid("NODE_HANDLE_ACK for no handle".into()));
+                };
+                self.read_up_to = self.read_up_to.max(acked.end);
+                self.split_handle &= !self.unacked_handles.is_empty();
+            }
             Node::HandleNack => {
                 // The fd did not arrive; Node's own sender sends the line again with it.
-                if let Some((bytes, fd)) = self.awaiting_handle_ack.take() {
-                    if fd >= 0 {
-                        self.out.push_front(Frame {
-                            bytes,
-                            written: 0,
-                            fd: FrameFd::Borrowed(fd),
-                        });
-                    }
+                let Some(lost) = self.unacked_handles.pop_front() else {
+                    return Err(invalid("NODE_HANDLE_NACK for no handle".into()));
+                };
+                self.read_up_to = self.read_up_to.max(lost.end);
+                if lost.fd >= 0 {
+                    self.out.push_front(Frame {
+                        bytes: lost.bytes,
+                        written: 0,
+                        fd: FrameFd::Borrowed(lost.fd),
+                    });
                 }
             }
             Node::Handle { handle_type, .. } => {
@@ -384,8 +434,8 @@ impl Link for NodeLink {
             if !self.write_frames()? {
                 return Ok(false);
             }
-            // The next connection goes out once the last handle is acknowledged.
-            if self.awaiting_handle_ack.is_some() || !self.out.is_empty() {
+            // Lines wait in `out` for an acknowledgement: frame no more connections now.
+            if !self.out.is_empty() {
                 return Ok(true);
             }
             if let Some(conn) = self.unsent.pop_front() {
@@ -502,7 +552,7 @@ impl Link for NodeLink {
         let mut back: Vec<Accepted> = self.unsent.drain(..).collect();
         back.extend(std::mem::take(&mut self.in_flight).into_values());
         self.out.clear();
-        self.awaiting_handle_ack = None;
+        self.unacked_handles.clear();
         back
     }
 
