@@ -8,7 +8,7 @@
 //! * [`fd`]: descriptor flags, adopting inherited fds, closing the master's fds in a forked
 //!   child, placing fds at fixed numbers before `exec`;
 //! * [`socket`]: `recvmsg` with `MSG_CMSG_CLOEXEC` (received fds are close-on-exec from
-//!   birth), `TCP_DEFER_ACCEPT`, waiting for one fd;
+//!   birth) and the sender's credentials, `TCP_DEFER_ACCEPT`, waiting for one fd;
 //! * [`epoll`]: level-triggered and `EPOLLEXCLUSIVE` registration, which mio does not offer;
 //! * [`process`]: `fork` (only while single-threaded), `_exit`, a forked worker's signal
 //!   dispositions and its signal self-pipe.
