@@ -1,6 +1,6 @@
-//! File-descriptor plumbing that std and nix leave to `unsafe`: taking ownership of a
-//! numbered fd passed by a parent, closing a parent's fds in a forked child, and moving fds
-//! to fixed numbers before `exec`.
+//! File-descriptor plumbing that std and nix leave to `unsafe`: flags on an fd known only
+//! by its number, taking ownership of a numbered fd passed by a parent, closing a parent's
+//! fds in a forked child, and moving fds to fixed numbers before `exec`.
 
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
@@ -17,6 +17,27 @@ pub(crate) fn set_cloexec(fd: impl AsFd, on: bool) -> io::Result<()> {
         flags - FdFlag::FD_CLOEXEC
     };
     fcntl(fd, FcntlArg::F_SETFD(flags))?;
+    Ok(())
+}
+
+/// Sets `FD_CLOEXEC` on fd number `fd`, whoever owns it: for fds this process inherited
+/// without the flag and holds no object for (see `exec::mark_inherited_fds_cloexec`).
+/// `EBADF` if no such fd is open.
+pub(crate) fn set_cloexec_by_number(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD read and change only the descriptor's close-on-exec flag,
+    // never the open file behind it, so whoever owns the fd finds it as it was (and a
+    // number that is not open fails with EBADF). No memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::FD_CLOEXEC == 0
+            && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 
