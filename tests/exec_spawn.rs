@@ -73,14 +73,18 @@ const CHECKS: &[(&str, Check)] = &[
         the_child_dies_with_its_master,
     ),
     (
+        "a_successor_stays_in_the_group_and_outlives_its_master",
+        a_successor_stays_in_the_group_and_outlives_its_master,
+    ),
+    (
         "spawn_refuses_a_multithreaded_process",
         spawn_refuses_a_multithreaded_process,
     ),
 ];
 
 fn main() {
-    if std::env::var_os(ROLE_ENV).is_some() {
-        play_master_that_gets_killed();
+    if let Some(role) = std::env::var_os(ROLE_ENV) {
+        play_master_that_gets_killed(role == "successor");
     }
     // Fds this process inherited from whatever started the tests (a shell, make) would
     // reach the children and look like leaks; herd's master does the same at startup.
@@ -458,13 +462,27 @@ fn credentials_switch_the_user_before_exec() {
     assert_eq!(groups, want, "supplementary groups");
 }
 
-/// In the re-run binary: spawn `sleep`, print its pid, wait for SIGKILL.
-fn play_master_that_gets_killed() -> ! {
-    let pid = Program::new("sleep")
-        .arg("1000")
-        .spawn(&ChildFds::new())
-        .unwrap();
-    println!("{pid}");
+/// In the re-run binary: spawn `sleep` and print its pid, or spawn a successor (which
+/// shares this process's stdin and stdout), then wait for SIGKILL.
+fn play_master_that_gets_killed(successor: bool) -> ! {
+    if successor {
+        // Its process group, then, once a line arrives on stdin, a sign of life.
+        let script = "import os, sys\n\
+                      print(os.getpgid(0), flush=True)\n\
+                      sys.stdin.readline()\n\
+                      print('alive', flush=True)";
+        Program::new("python3")
+            .args(["-c", script])
+            .successor()
+            .spawn(&ChildFds::new())
+            .unwrap();
+    } else {
+        let pid = Program::new("sleep")
+            .arg("1000")
+            .spawn(&ChildFds::new())
+            .unwrap();
+        println!("{pid}");
+    }
     loop {
         std::thread::sleep(Duration::from_secs(1000));
     }
@@ -485,6 +503,45 @@ fn the_child_dies_with_its_master() {
     master.kill().unwrap(); // SIGKILL: the master runs no code of its own on the way out
     master.wait().unwrap();
     wait_until("the worker killed by PR_SET_PDEATHSIG", || is_gone(worker));
+}
+
+fn a_successor_stays_in_the_group_and_outlives_its_master() {
+    // A binary upgrade's new master: spawned as the old master's successor, it must
+    // survive the old master's exit, and stay where the terminal's signals reach it.
+    /// Kills the master if a check fails before the test does.
+    struct Master(std::process::Child);
+    impl Drop for Master {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut master = Master(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .env(ROLE_ENV, "successor")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut to_successor = master.0.stdin.take().unwrap();
+    let mut from_successor = BufReader::new(master.0.stdout.take().unwrap());
+    let mut line = String::new();
+    from_successor.read_line(&mut line).unwrap();
+    let group: i32 = line.trim().parse().expect("the successor's process group");
+    assert_eq!(
+        group,
+        nix::unistd::getpgrp().as_raw(),
+        "the successor stays in its master's process group"
+    );
+    master.0.kill().unwrap();
+    master.0.wait().unwrap();
+    // A parent-death signal would have been sent before the master could be reaped: a
+    // successor that answers now was not given one (a dead one leaves EPIPE and EOF).
+    let _ = std::io::Write::write_all(&mut to_successor, b"go\n");
+    line.clear();
+    let _ = from_successor.read_line(&mut line);
+    assert_eq!(line, "alive\n", "the successor outlives its master");
 }
 
 fn spawn_refuses_a_multithreaded_process() {

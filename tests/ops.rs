@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -285,9 +286,22 @@ fn a_reuseport_upgrade_keeps_the_port() {
 
 #[test]
 fn an_upgrade_to_a_binary_that_fails_leaves_the_old_master_serving() {
+    // An executable file that is no program: execve itself refuses it (ENOEXEC), which
+    // the forked child reports back before it exits.
+    let dir = std::env::temp_dir().join(format!("herd-upgrade-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let garbage = dir.join("herd");
+    std::fs::write(&garbage, b"\x7fnot a program\n").unwrap();
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let not_a_program = format!("cannot run {}: Exec format error", garbage.display());
     for (bin, why) in [
         ("/bin/false", "exited (code 1)"),
-        ("/nonexistent/herd", "exited (code 127)"),
+        // Known before any fork: `Program::spawn` looks the binary up first.
+        (
+            "/nonexistent/herd",
+            "cannot run /nonexistent/herd: No such file or directory",
+        ),
+        (garbage.to_str().unwrap(), not_a_program.as_str()),
     ] {
         let mut cmd = Command::new(herd_bin());
         cmd.args([
@@ -317,6 +331,7 @@ fn an_upgrade_to_a_binary_that_fails_leaves_the_old_master_serving() {
         // SAFETY: kill(0) only checks that the process exists.
         assert_eq!(unsafe { libc::kill(h.pid(), 0) }, 0, "the old master runs");
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Receives notifications on a Unix datagram socket until one contains `want`.

@@ -12,8 +12,7 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-/// Decimal digits of the largest `pid_t` (2147483647).
-pub(super) const PID_DIGITS: usize = 10;
+use crate::sys::PID_DIGITS;
 
 /// The search path when `$PATH` is unset (glibc's `confstr(_CS_PATH)`).
 const DEFAULT_PATH: &str = "/bin:/usr/bin";

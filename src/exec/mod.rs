@@ -12,7 +12,6 @@
 //! * `launch.rs`: the master's `Launch` for such workers: spawn with the protocol's
 //!   environment and fds, and return the link that speaks it.
 
-mod child;
 mod environment;
 mod launch;
 pub mod notify;

@@ -39,7 +39,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
@@ -196,72 +196,21 @@ impl NotifySocket {
         Ok(out)
     }
 
-    /// One datagram into `buf`; `None` if it was truncated. Every fd it carried is closed.
+    /// One datagram into `buf`; `None` if it was truncated. Every fd it carried is closed
+    /// (which answers a sender's `BARRIER=1`).
     ///
-    /// `recvmsg(2)` by hand, as in [`crate::channel`]: nix's refuses to walk a truncated
-    /// control message, and the fds the kernel did install must still be found and closed.
+    /// Through [`crate::sys::recv_with_fds`], as the channel reads: the credentials come
+    /// as a control message, and the fds the kernel installed must be found and closed
+    /// even when the control buffer was too small for all of them.
     fn receive(&self, buf: &mut [u8]) -> io::Result<Option<Datagram>> {
-        // u64 elements keep the control buffer aligned for `cmsghdr`: room for the
-        // credentials and a few fds (more are discarded by the kernel: MSG_CTRUNC).
-        let mut cmsg = [0u64; 16];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: an all-zero msghdr is a valid "no name, no iov, no control" header; the
-        // pointers set below stay valid for the duration of the recvmsg call.
-        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = cmsg.as_mut_ptr().cast();
-        hdr.msg_controllen = std::mem::size_of_val(&cmsg) as _;
-        // SAFETY: `hdr` points at live buffers of the stated lengths. MSG_TRUNC makes the
-        // return value the datagram's real length, so a long one is recognised.
-        let n = unsafe {
-            libc::recvmsg(
-                self.fd(),
-                &mut hdr,
-                libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC | libc::MSG_TRUNC,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut sender = None;
-        // SAFETY: the kernel filled `msg_control` with well-formed cmsghdrs up to
-        // `msg_controllen`; CMSG_FIRSTHDR/NXTHDR/DATA only walk inside that buffer.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&hdr);
-            while !c.is_null() {
-                let data = libc::CMSG_DATA(c);
-                let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
-                match ((*c).cmsg_level, (*c).cmsg_type) {
-                    (libc::SOL_SOCKET, libc::SCM_CREDENTIALS)
-                        if bytes >= std::mem::size_of::<libc::ucred>() =>
-                    {
-                        let creds = std::ptr::read_unaligned(data.cast::<libc::ucred>());
-                        sender = Some(creds.pid);
-                    }
-                    (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
-                        for i in 0..bytes / std::mem::size_of::<RawFd>() {
-                            let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                            // The kernel just installed this fd for us; closing it answers
-                            // a sender's BARRIER=1.
-                            drop(OwnedFd::from_raw_fd(fd));
-                        }
-                    }
-                    _ => {}
-                }
-                c = libc::CMSG_NXTHDR(&hdr, c);
-            }
-        }
-        let len = n as usize;
-        if hdr.msg_flags & libc::MSG_TRUNC != 0 || len > MAX_DATAGRAM {
+        let got = crate::sys::recv_with_fds(self.socket.as_fd(), buf)?;
+        drop(got.fds);
+        if got.data_truncated || got.len > MAX_DATAGRAM {
             return Ok(None);
         }
         Ok(Some(Datagram {
-            len,
-            sender: sender.filter(|&pid| pid > 0).map(Pid::from_raw),
+            len: got.len,
+            sender: got.sender,
         }))
     }
 

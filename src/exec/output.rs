@@ -30,8 +30,11 @@ mod timestamp;
 pub use lines::{Line, LineSplitter, MAX_LINE};
 pub use sink::{Dropped, LogSink, MasterWriter, Origin, Stream, DROP_REPORT_INTERVAL, QUEUE_LIMIT};
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::worker::WorkerId;
 
@@ -60,7 +63,7 @@ pub struct WorkerOutput {
     id: WorkerId,
     stream: Stream,
     /// The read end, non-blocking and close-on-exec.
-    pipe: OwnedFd,
+    pipe: File,
     lines: LineSplitter,
 }
 
@@ -70,12 +73,14 @@ impl WorkerOutput {
     /// placed without the flag by [`super::Program::spawn`]). Close the write end in the
     /// master once the child is spawned, or the pipe never reaches end-of-file.
     pub fn pipe(id: WorkerId, stream: Stream) -> io::Result<(WorkerOutput, OwnedFd)> {
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        set_nonblocking(read.as_raw_fd())?;
+        // Only the read end is non-blocking: the flag belongs to the open file description,
+        // which the child's end does not share.
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
         let output = WorkerOutput {
             id,
             stream,
-            pipe: read,
+            pipe: File::from(read),
             lines: LineSplitter::new(),
         };
         Ok((output, write))
@@ -108,21 +113,18 @@ impl WorkerOutput {
             if budget == 0 {
                 break Ok(Drained::More);
             }
-            // SAFETY: read(2) into a buffer we own, at most its length.
-            let n = unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
+            let n = match (&self.pipe).read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => match e.kind() {
                     io::ErrorKind::Interrupted => continue,
                     io::ErrorKind::WouldBlock => break Ok(Drained::Empty),
                     _ => break Err(e),
-                }
-            }
+                },
+            };
             if n == 0 {
                 self.lines.finish(|line| sink.line(stream, origin, line));
                 break Ok(Drained::Closed);
             }
-            let n = n as usize;
             budget = budget.saturating_sub(n);
             self.lines
                 .feed(&buf[..n], |line| sink.line(stream, origin, line));
@@ -130,15 +132,4 @@ impl WorkerOutput {
         sink.flush();
         outcome
     }
-}
-
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFL/F_SETFL on an fd we own change only its status flags.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

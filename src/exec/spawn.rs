@@ -18,7 +18,9 @@
 //!    group (`setpgid(0, 0)`: herd signals the group, so a shell wrapper's children stop
 //!    too); groups, group, user; `PR_SET_PDEATHSIG` SIGKILL, then `getppid()` against the
 //!    parent's pid; the pid digits written into their slots; every signal disposition back
-//!    to the default and the mask emptied; `execve`.
+//!    to the default and the mask emptied; `execve`. (A [`Program::successor`] skips the
+//!    process group and the parent's death.) These raw calls live behind herd's syscall
+//!    fence, in `sys/spawn.rs`, which builds the C arrays from what this file prepared.
 //! 3. **Back in the parent**: the error pipe is close-on-exec, so it reads end-of-file
 //!    the moment `exec` succeeds; a child that failed writes which step failed and the
 //!    errno before it exits, and [`Program::spawn`] returns that as an `Err` ("cannot run
@@ -32,14 +34,14 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use nix::unistd::Pid;
+use nix::unistd::{AccessFlags, Pid};
 
-use super::child::{read_report, run_child, zeroed_sigset, Ids, Prepared, Step};
 use super::environment::{resolve, Environment};
+use crate::sys::{ExecSpec, Ids, SpawnError, Step};
 use crate::worker::Credentials;
 
 /// A program to run as a worker: the command, its arguments, its environment and who it
@@ -54,6 +56,8 @@ pub struct Program {
     env: Environment,
     /// Who the child becomes before `exec` (`--user`), resolved in the master.
     credentials: Option<Credentials>,
+    /// Not a worker but the master's successor (see [`Program::successor`]).
+    successor: bool,
 }
 
 /// The fds a child gets at chosen numbers, borrowed for the duration of the spawn.
@@ -100,6 +104,7 @@ impl Program {
             args: Vec::new(),
             env: Environment::default(),
             credentials: None,
+            successor: false,
         }
     }
 
@@ -140,6 +145,15 @@ impl Program {
         self
     }
 
+    /// Runs the program as this master's successor rather than its worker (a binary
+    /// upgrade's new master): it stays in the master's process group, so that what reaches
+    /// the group (a terminal's Ctrl-C) reaches both, and it is not killed when the master
+    /// exits, which the old master does once its successor is ready.
+    pub fn successor(mut self) -> Program {
+        self.successor = true;
+        self
+    }
+
     /// The command as given.
     pub fn command(&self) -> &OsStr {
         &self.command
@@ -175,73 +189,22 @@ impl Program {
                 self.command.to_string_lossy()
             )));
         }
-        let mut prepared = self.prepare(fds)?;
-        let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let mut all: libc::sigset_t = zeroed_sigset();
-        let mut old: libc::sigset_t = zeroed_sigset();
-        // SAFETY: sigfillset fills a sigset we own; pthread_sigmask swaps this thread's mask
-        // (the only thread) and saves the old one, restored below on every path.
-        unsafe {
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        }
-        // SAFETY: the process is single-threaded (checked above), and the child runs only
-        // `run_child`, which makes async-signal-safe system calls on memory prepared here
-        // and leaves through `execve` or `_exit`, never returning into the master's code.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            run_child(&mut prepared, err_write.as_raw_fd());
-        }
-        let forked = if pid < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(Pid::from_raw(pid))
-        };
-        // SAFETY: restores the mask saved above.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-        let pid = forked?;
-        drop(err_write); // the child's copy is the only writer now: EOF at its exec
-        match read_report(err_read) {
-            Ok(None) => Ok(pid),
-            Ok(Some((step, errno))) => {
-                let _ = nix::sys::wait::waitpid(pid, None);
-                Err(self.child_failed(step, errno))
-            }
-            Err(e) => {
-                // Cannot tell how the child fared: do not leave it running unsupervised.
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(pid, None);
-                Err(e)
-            }
+        match crate::sys::fork_exec(self.prepare(fds)?) {
+            Ok(pid) => Ok(pid),
+            Err(SpawnError::Os(e)) => Err(e),
+            Err(SpawnError::Child(step, errno)) => Err(self.child_failed(step, errno)),
         }
     }
 
-    fn prepare(&self, fds: &ChildFds<'_>) -> io::Result<Prepared> {
+    /// Everything that can fail or allocate, before the fork.
+    fn prepare<'a>(&self, fds: &ChildFds<'a>) -> io::Result<ExecSpec<'a>> {
         let name = self.command.to_string_lossy();
         let path = resolve(&self.command, self.env.path_override())?;
         let argv: Vec<CString> = std::iter::once(&self.command)
             .chain(&self.args)
             .map(|a| c_string(a.as_bytes(), &name))
             .collect::<io::Result<_>>()?;
-        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        let super::environment::Built {
-            buffers: mut env,
-            pid_slots: pid_vars,
-        } = self.env.build(&name)?;
-        let mut envp: Vec<*const libc::c_char> = env
-            .iter_mut()
-            .map(|buf| buf.as_mut_ptr().cast_const().cast())
-            .collect();
-        // The buffers are never resized again, so these pointers stay valid until `exec`;
-        // `as_mut_ptr` twice on one Vec is allowed to alias.
-        let pid_slots = pid_vars
-            .iter()
-            // SAFETY: `at` is the length of `NAME=`, inside the buffer.
-            .map(|&(i, at)| unsafe { env[i].as_mut_ptr().add(at) })
-            .collect();
-        envp.push(std::ptr::null());
-
+        let env = self.env.build(&name)?;
         let mut targets: Vec<RawFd> = Vec::with_capacity(fds.placed.len());
         for &(_, at) in &fds.placed {
             if at < 0 || targets.contains(&at) {
@@ -252,27 +215,19 @@ impl Program {
             }
             targets.push(at);
         }
-        // Above every target, and above stderr: the error pipe's new number must not be one
-        // the child's stdio or a placed fd is about to take.
-        let above = targets.iter().copied().max().unwrap_or(0).max(2) + 1;
         let ids = self.credentials.as_ref().map(|c| Ids {
             groups: c.groups.iter().map(|g| g.as_raw()).collect(),
             gid: c.gid.as_raw(),
             uid: c.uid.as_raw(),
         });
-        Ok(Prepared {
+        Ok(ExecSpec {
             path,
-            _argv: argv,
-            argv: argv_ptrs,
-            _env: env,
-            envp,
-            pid_slots,
-            sources: fds.placed.iter().map(|(fd, _)| fd.as_raw_fd()).collect(),
-            high: vec![-1; targets.len()],
-            targets,
-            above,
+            argv,
+            env: env.buffers,
+            pid_slots: env.pid_slots,
+            fds: fds.placed.clone(),
             ids,
-            parent: std::process::id() as libc::pid_t,
+            worker: !self.successor,
         })
     }
 
@@ -315,13 +270,10 @@ pub fn mark_inherited_fds_cloexec() -> io::Result<()> {
         }
     }
     for fd in fds.into_iter().filter(|&fd| fd > libc::STDERR_FILENO) {
-        // SAFETY: F_GETFD/F_SETFD change only the fd's flags; an fd that closed since the
-        // listing (the directory's own) fails with EBADF, which is ignored.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
+        // An fd that closed since the listing (the directory's own) is not an error.
+        match crate::sys::set_cloexec_by_number(fd) {
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => {}
+            r => r?,
         }
     }
     Ok(())
@@ -342,11 +294,7 @@ pub(super) fn nul_error(program: &str) -> io::Error {
 
 /// Whether `path` names a file this process may execute (for errors in the parent).
 pub(super) fn executable(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access(2) reads a NUL-terminated path we own.
-    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+    nix::unistd::access(path, AccessFlags::X_OK).is_ok()
 }
 
 #[cfg(test)]

@@ -9,11 +9,13 @@
 //! the kernel is not interrupted more often than every [`MIN_PERIOD`].
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 /// The shortest period between ticks; requests due within one period may go out together.
 const MIN_PERIOD: Duration = Duration::from_micros(50);
@@ -21,8 +23,8 @@ const MIN_PERIOD: Duration = Duration::from_micros(50);
 /// A periodic timer registered in a `Poll`. Dropping it closes the fd, which also removes it
 /// from the `Poll`.
 pub(crate) struct Ticker {
-    /// The timerfd.
-    fd: OwnedFd,
+    /// The timerfd (monotonic clock, non-blocking, close-on-exec).
+    timer: TimerFd,
 }
 
 impl Ticker {
@@ -42,52 +44,33 @@ impl Ticker {
             .div_ceil(interval.as_nanos().max(1))
             .max(1);
         let period = interval * u32::try_from(per_tick).unwrap_or(u32::MAX);
-        // SAFETY: timerfd_create takes no pointers; the fd it returns is owned from here on.
-        let raw = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a new, valid fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let spec = libc::itimerspec {
-            it_interval: timespec(period),
-            // A zero it_value would disarm the timer instead of firing at once.
-            it_value: timespec(first.max(Duration::from_nanos(1))),
-        };
-        // SAFETY: `fd` is a timerfd, `spec` a valid itimerspec that outlives the call, and a
-        // null old-value pointer is allowed.
-        if unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
-        Ok(Ticker { fd })
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        timer.set(
+            // A zero first expiry would disarm the timer instead of firing at once.
+            Expiration::IntervalDelayed(
+                timespec(first.max(Duration::from_nanos(1))),
+                timespec(period),
+            ),
+            TimerSetTimeFlags::empty(),
+        )?;
+        let fd = timer.as_fd().as_raw_fd();
+        registry.register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+        Ok(Ticker { timer })
     }
 
     /// Takes note of a tick. This read is not optional: the kernel re-arms a periodic timerfd
     /// only when its expiry count is read, so a ticker that is never read ticks once.
     pub(crate) fn acknowledge(&self) {
-        let mut expirations = [0u8; 8];
-        // SAFETY: the buffer is valid for 8 bytes, the size of a timerfd's expiry count. A
-        // WouldBlock (no expiry since the last read) leaves nothing to do.
-        let _ = unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                expirations.as_mut_ptr().cast(),
-                expirations.len(),
-            )
-        };
+        // Reads the 8-byte expiry count. `WouldBlock` (no expiry since the last read) leaves
+        // nothing to do.
+        let _ = self.timer.wait();
     }
 }
 
-/// A `Duration` as a `timespec`.
-fn timespec(d: Duration) -> libc::timespec {
-    libc::timespec {
-        tv_sec: d.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-        tv_nsec: d.subsec_nanos().into(),
-    }
+/// A `Duration` as a `timespec`, saturating where `time_t` ends (nix's conversion wraps).
+fn timespec(d: Duration) -> TimeSpec {
+    TimeSpec::from_duration(d.min(Duration::from_secs(libc::time_t::MAX as u64)))
 }

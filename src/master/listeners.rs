@@ -30,7 +30,7 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use mio::net::TcpListener;
 
@@ -177,12 +177,12 @@ impl Listeners {
 
     /// `(fd, requested address, index)` of every open listener, in id order (what a binary
     /// upgrade passes on).
-    pub fn open(&self) -> Vec<(RawFd, SocketAddr, u32)> {
+    pub fn open(&self) -> Vec<(BorrowedFd<'_>, SocketAddr, u32)> {
         self.list
             .iter()
             .filter_map(|l| {
                 let socket = l.socket.as_ref()?;
-                Some((socket.as_raw_fd(), l.requested, l.index))
+                Some((socket.as_fd(), l.requested, l.index))
             })
             .collect()
     }

@@ -19,7 +19,8 @@
 //!   new one), run with the same arguments. `$HERD_UPGRADE_BIN`, read at the signal, names
 //!   another program instead: tests use it to upgrade to a binary that fails.
 //! * **The sockets** cross as in systemd socket activation (`$LISTEN_FDS`, `$LISTEN_PID`:
-//!   the child is forked by hand so that it can set its own pid before `exec`), plus
+//!   the child is started with [`crate::exec::Program`], which places the fds and writes
+//!   the child's own pid between fork and `exec`), plus
 //!   [`systemd::REQUESTED_ENV`] naming the address each was requested as, so that
 //!   `--listen 127.0.0.1:0` finds the socket bound to the ephemeral port. Both masters
 //!   accept from the same kernel queue while they overlap; nothing is re-bound, so no
@@ -27,16 +28,16 @@
 //! * **Readiness** comes back on a pipe (fd number in [`READY_ENV`]): one line once every
 //!   new worker listens. A pipe rather than a signal: it names who is ready, and its
 //!   end-of-file says the new master is gone even before SIGCHLD does.
-//! * **Failure**: the new master exits, or is not ready within [`UPGRADE_TIMEOUT`] (it is
-//!   then sent SIGTERM, and SIGKILL a shutdown timeout later): the old master logs why and
-//!   keeps serving as if nothing happened.
+//! * **Failure**: the binary cannot be run at all (not found, not executable: known before
+//!   `Program::spawn` returns), the new master exits, or it is not ready within
+//!   [`UPGRADE_TIMEOUT`] (it is then sent SIGTERM, and SIGKILL a shutdown timeout later):
+//!   the old master logs why and keeps serving as if nothing happened.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -45,8 +46,9 @@ use mio::Interest;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{supervisor, systemd, Master, Phase, READY_PIPE};
+use super::{systemd, Master, Phase, READY_PIPE};
 use crate::event::ExitStatus;
+use crate::exec::{ChildFds, Program};
 
 /// The environment variable naming the fd on which a new master reports readiness.
 pub const READY_ENV: &str = "HERD_UPGRADE_READY_FD";
@@ -225,19 +227,22 @@ impl Master {
         }
     }
 
+    /// Starts `exe` as the new master, with the listeners and the ready pipe in place; an
+    /// error if it could not be run at all (not found, not executable: `Program::spawn`
+    /// learns that before this returns).
     fn fork_new_master(&mut self, exe: &std::path::Path) -> io::Result<(Pid, File)> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let read = File::from(read);
         let listeners = self.listeners.open();
-        let args = self.ops.upgrade.args.clone();
-        let exe = exe.to_path_buf();
-        let first_id = self.next_id;
-        let write_fd = write.as_raw_fd();
-        // INVARIANT: fork_worker checks that the master is single-threaded, so the child may
-        // allocate and set its environment before `exec`.
-        let pid = supervisor::fork_worker(move || {
-            exec_new_master(&exe, &args, &listeners, write_fd, first_id)
-        })?;
+        let (program, fds) = new_master_program(
+            exe,
+            &self.ops.upgrade.args,
+            &listeners,
+            write.as_fd(),
+            self.next_id,
+        );
+        let pid = program.spawn(&fds)?;
+        drop(fds);
         drop(write); // the child's copy is the only writer now
         nix::fcntl::fcntl(
             &read,
@@ -361,42 +366,35 @@ impl Master {
     }
 }
 
-/// Reports why the child could not become the new master and ends it (the old master sees
-/// the exit and keeps serving).
-fn fail(what: &str, e: io::Error) -> ! {
-    eprintln!("herd: upgrade: {what}: {e}");
-    // Without the master's destructors or atexit handlers: they belong to the parent.
-    crate::sys::exit_now(127)
-}
-
-/// In the forked child: put the listeners at fds 3.. and the ready pipe after them, without
-/// close-on-exec, then exec the new binary. Never returns.
-fn exec_new_master(
+/// The new master: this binary (or `$HERD_UPGRADE_BIN`) with this master's arguments, as
+/// this master's successor (it stays in the process group and outlives this master), the
+/// listeners at fds 3.. as in socket activation, the ready pipe after them.
+fn new_master_program<'a>(
     exe: &std::path::Path,
     args: &[OsString],
-    listeners: &[(RawFd, SocketAddr, u32)],
-    ready: RawFd,
+    listeners: &[(BorrowedFd<'a>, SocketAddr, u32)],
+    ready: BorrowedFd<'a>,
     first_id: crate::worker::WorkerId,
-) -> std::convert::Infallible {
-    let wanted: Vec<RawFd> = listeners.iter().map(|l| l.0).chain([ready]).collect();
-    let first_target = systemd::LISTEN_FDS_START;
-    if let Err(e) = crate::sys::place_fds(&wanted, first_target) {
-        fail("placing the listeners at fds 3..", e);
-    }
-    let n = listeners.len();
+) -> (Program, ChildFds<'a>) {
+    let first = systemd::LISTEN_FDS_START;
+    let n = listeners.len() as RawFd;
+    let fds = (listeners.iter().map(|l| l.0))
+        .chain([ready])
+        .zip(first..)
+        .fold(ChildFds::new(), |fds, (fd, at)| fds.place(fd, at));
     let requested: Vec<String> = listeners
         .iter()
         .map(|&(_, addr, index)| systemd::format_requested(addr, index))
         .collect();
-    let err = std::process::Command::new(exe)
+    let program = Program::new(exe.as_os_str())
         .args(args)
+        .successor()
         .env("LISTEN_FDS", n.to_string())
-        .env("LISTEN_PID", std::process::id().to_string())
+        .env_pid("LISTEN_PID")
         .env(systemd::REQUESTED_ENV, requested.join(","))
-        .env(READY_ENV, (first_target + n as RawFd).to_string())
+        .env(READY_ENV, (first + n).to_string())
         .env(FIRST_ID_ENV, first_id.to_string())
         .env_remove("LISTEN_FDNAMES")
-        .env_remove(BIN_ENV)
-        .exec();
-    fail(&format!("cannot run {}", exe.display()), err)
+        .env_remove(BIN_ENV);
+    (program, fds)
 }

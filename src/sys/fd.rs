@@ -1,6 +1,6 @@
-//! File-descriptor plumbing that std and nix leave to `unsafe`: taking ownership of a
-//! numbered fd passed by a parent, closing a parent's fds in a forked child, and moving fds
-//! to fixed numbers before `exec`.
+//! File-descriptor plumbing that std and nix leave to `unsafe`: flags on an fd known only
+//! by its number, taking ownership of a numbered fd passed by a parent, and closing a
+//! parent's fds in a forked child.
 
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
@@ -17,6 +17,27 @@ pub(crate) fn set_cloexec(fd: impl AsFd, on: bool) -> io::Result<()> {
         flags - FdFlag::FD_CLOEXEC
     };
     fcntl(fd, FcntlArg::F_SETFD(flags))?;
+    Ok(())
+}
+
+/// Sets `FD_CLOEXEC` on fd number `fd`, whoever owns it: for fds this process inherited
+/// without the flag and holds no object for (see `exec::mark_inherited_fds_cloexec`).
+/// `EBADF` if no such fd is open.
+pub(crate) fn set_cloexec_by_number(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD read and change only the descriptor's close-on-exec flag,
+    // never the open file behind it, so whoever owns the fd finds it as it was (and a
+    // number that is not open fails with EBADF). No memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::FD_CLOEXEC == 0
+            && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 
@@ -52,31 +73,4 @@ pub(crate) fn close_inherited_from_parent(fds: &[RawFd]) {
         // child leaves through `process::exit`). Closing an fd number is async-signal-safe.
         unsafe { libc::close(fd) };
     }
-}
-
-/// In a forked child about to `exec`: puts `wanted[i]` at fd `first + i`, without
-/// close-on-exec, so the program starts with them there. Every fd is first moved above the
-/// target range, so that placing one cannot overwrite another still to be placed; `dup2`
-/// then gives each target a copy without close-on-exec (the copies above keep theirs, so
-/// they vanish at `exec`).
-pub(crate) fn place_fds(wanted: &[RawFd], first: RawFd) -> io::Result<()> {
-    let above = first + wanted.len() as RawFd;
-    let mut high = Vec::with_capacity(wanted.len());
-    for &fd in wanted {
-        // SAFETY: F_DUPFD_CLOEXEC duplicates an fd of this process onto a free number
-        // >= `above`; it creates a new fd and touches no other.
-        let h = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above) };
-        if h < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        high.push(h);
-    }
-    for (i, &h) in high.iter().enumerate() {
-        // SAFETY: dup2 onto a target number in this child about to exec: whatever the
-        // parent had there is not needed by the program (the caller placed what it needs).
-        if unsafe { libc::dup2(h, first + i as RawFd) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

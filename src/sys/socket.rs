@@ -6,9 +6,19 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::Pid;
 
 /// The most fds [`recv_with_fds`] takes from one message.
 pub(crate) const MAX_FDS: usize = 16;
+
+/// Room for the control messages one read can bring: the sender's credentials (on a socket
+/// with `SO_PASSCRED`) and up to [`MAX_FDS`] fds.
+// SAFETY: CMSG_SPACE is arithmetic on its argument (header size plus the length, aligned);
+// it reads no memory.
+const CMSG_BYTES: usize = unsafe {
+    libc::CMSG_SPACE(mem::size_of::<libc::ucred>() as u32)
+        + libc::CMSG_SPACE((MAX_FDS * mem::size_of::<RawFd>()) as u32)
+} as usize;
 
 /// What one [`recv_with_fds`] read.
 #[derive(Debug)]
@@ -17,6 +27,10 @@ pub(crate) struct RecvResult {
     pub len: usize,
     /// The fds that came with them (owned: dropping them closes them).
     pub fds: Vec<OwnedFd>,
+    /// The sending process, as the kernel attests it (`SCM_CREDENTIALS`: only on a socket
+    /// with `SO_PASSCRED`, and a sender cannot forge it without privileges). `None` without
+    /// credentials, or if the sender is not visible from this pid namespace.
+    pub sender: Option<Pid>,
     /// The control message was cut short (`MSG_CTRUNC`, usually `EMFILE`): the kernel
     /// dropped the fds that did not fit, and with them the connections they carried.
     pub fds_truncated: bool,
@@ -28,16 +42,15 @@ pub(crate) struct RecvResult {
 /// `recvmsg(2)` by hand rather than sendfd's or nix's: received fds must be close-on-exec
 /// from birth (`MSG_CMSG_CLOEXEC`, so a later `exec` cannot leak client connections), and a
 /// truncated control message must still yield the fds that *were* installed so that they
-/// are closed rather than leaked (nix's iterator refuses a truncated buffer).
+/// are closed rather than leaked (nix's iterator refuses a truncated buffer). Used for the
+/// master–worker channel and for a worker's `sd_notify` datagrams.
 ///
 /// Never blocks (`MSG_DONTWAIT`: an fd's `O_NONBLOCK` is shared with every other holder of
 /// the socket, so it is not a reliable way to be non-blocking). `EINTR` is retried; nothing
 /// to read is `Err(WouldBlock)`.
 pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<RecvResult> {
-    const FD_BYTES: usize = MAX_FDS * mem::size_of::<RawFd>();
-    // u64 elements keep the control buffer aligned for `cmsghdr`; 8 of them more than the
-    // fds need hold the header (CMSG_SPACE rounds up to 8 bytes on every Linux ABI).
-    let mut cmsg = [0u64; 8 + FD_BYTES / 8];
+    // u64 elements keep the control buffer aligned for `cmsghdr`.
+    let mut cmsg = [0u64; CMSG_BYTES.div_ceil(8)];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -67,20 +80,32 @@ pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<
         }
     };
     let mut fds = Vec::new();
+    let mut sender = None;
     // SAFETY: the kernel filled `hdr.msg_control` with well-formed cmsghdrs up to
-    // `msg_controllen`; CMSG_FIRSTHDR/NXTHDR/DATA only walk inside that buffer, and
-    // `read_unaligned` reads fd numbers inside a cmsg's data.
+    // `msg_controllen` (fewer than it had if MSG_CTRUNC, but never a partial header);
+    // CMSG_FIRSTHDR/NXTHDR/DATA only walk inside that buffer, and `read_unaligned` reads
+    // only inside a cmsg's data, checked against its length.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&hdr);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c);
-                let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
-                for i in 0..bytes / mem::size_of::<RawFd>() {
-                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                    // The kernel just installed this fd in our table; we are its only owner.
-                    fds.push(OwnedFd::from_raw_fd(fd));
+            let data = libc::CMSG_DATA(c);
+            let bytes = (*c).cmsg_len as usize - (data as usize - c as usize);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
+                    for i in 0..bytes / mem::size_of::<RawFd>() {
+                        let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                        // The kernel just installed this fd in our table; we are its only
+                        // owner.
+                        fds.push(OwnedFd::from_raw_fd(fd));
+                    }
                 }
+                (libc::SOL_SOCKET, libc::SCM_CREDENTIALS)
+                    if bytes >= mem::size_of::<libc::ucred>() =>
+                {
+                    let creds = std::ptr::read_unaligned(data.cast::<libc::ucred>());
+                    sender = (creds.pid > 0).then(|| Pid::from_raw(creds.pid));
+                }
+                _ => {}
             }
             c = libc::CMSG_NXTHDR(&hdr, c);
         }
@@ -88,6 +113,7 @@ pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<
     Ok(RecvResult {
         len,
         fds,
+        sender,
         fds_truncated: hdr.msg_flags & libc::MSG_CTRUNC != 0,
         data_truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
     })

@@ -8,9 +8,14 @@
 //! finished before anything else.
 
 use std::collections::VecDeque;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::socket::{sendmsg, MsgFlags};
+use nix::sys::stat::{fstat, SFlag};
 
 use super::sink::Origin;
 
@@ -46,42 +51,32 @@ pub(super) struct Destination {
 
 impl Destination {
     /// herd's own stdout or stderr, made writable without blocking (see the module docs).
-    pub(super) fn stdio(fd: RawFd) -> io::Result<Destination> {
-        // SAFETY: fstat(2) fills a stat struct we own.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &mut st) } < 0 {
+    pub(super) fn stdio(fd: BorrowedFd<'_>) -> io::Result<Destination> {
+        let Ok(st) = fstat(fd) else {
             // Closed: lines have nowhere to go; /dev/null takes them without complaint.
             return Destination::file(Path::new("/dev/null"));
-        }
-        let kind = match st.st_mode & libc::S_IFMT {
-            libc::S_IFSOCK => Kind::Socket,
-            libc::S_IFIFO | libc::S_IFCHR => {
-                let path = format!("/proc/self/fd/{fd}\0");
-                let flags = libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
-                // SAFETY: open(2) with a NUL-terminated path; a new fd only we own.
-                let own = unsafe { libc::open(path.as_ptr().cast(), flags) };
-                if own >= 0 {
-                    // SAFETY: `own` was just opened and is owned by nothing else.
-                    return Ok(Destination::new(
-                        unsafe { OwnedFd::from_raw_fd(own) },
-                        Kind::NonBlocking,
-                    ));
+        };
+        let kind = match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
+            SFlag::S_IFSOCK => Kind::Socket,
+            SFlag::S_IFIFO | SFlag::S_IFCHR => {
+                // A new open file description of the same pipe or terminal, so that
+                // O_NONBLOCK is ours alone (std adds O_CLOEXEC).
+                let reopened = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                if let Ok(own) = reopened {
+                    return Ok(Destination::new(own.into(), Kind::NonBlocking));
                 }
                 Kind::Polled
             }
             _ => Kind::File,
         };
-        // SAFETY: F_DUPFD_CLOEXEC makes a new fd that only the OwnedFd owns.
-        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-        if dup < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above.
-        Ok(Destination::new(unsafe { OwnedFd::from_raw_fd(dup) }, kind))
+        // F_DUPFD_CLOEXEC: a copy above the standard streams, owned by this destination.
+        Ok(Destination::new(fd.try_clone_to_owned()?, kind))
     }
 
     pub(super) fn file(path: &Path) -> io::Result<Destination> {
-        use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -122,8 +117,8 @@ impl Destination {
         self.kind != Kind::File
     }
 
-    pub(super) fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    pub(super) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// Writes to `fresh`'s fd from now on (a reopened log file), keeping this queue.
@@ -171,42 +166,26 @@ impl Destination {
 
     /// One write of the first `len` queued bytes; the number written.
     fn write_front(&mut self, len: usize) -> io::Result<usize> {
-        let fd = self.fd.as_raw_fd();
-        if self.kind == Kind::Polled {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            // SAFETY: poll(2) on one pollfd we own, without waiting.
-            if unsafe { libc::poll(&mut pfd, 1, 0) } == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
+        if self.kind == Kind::Polled
+            && matches!(
+                crate::sys::wait_for(&self.fd, true, Duration::ZERO),
+                Ok(false)
+            )
+        {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
         let (a, b) = self.bytes.as_slices();
         let a = &a[..len.min(a.len())];
         let b = &b[..len - a.len()];
-        let iov = [a, b].map(|s| libc::iovec {
-            iov_base: s.as_ptr() as *mut libc::c_void,
-            iov_len: s.len(),
-        });
-        let count = if b.is_empty() { 1 } else { 2 };
-        // SAFETY: the iovecs point into the queue, which is not touched until the call
-        // returns; the kernel only reads them.
-        let n = unsafe {
-            if self.kind == Kind::Socket {
-                let mut msg: libc::msghdr = std::mem::zeroed();
-                msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-                msg.msg_iovlen = count;
-                libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-            } else {
-                libc::writev(fd, iov.as_ptr(), count as libc::c_int)
-            }
+        let both = [IoSlice::new(a), IoSlice::new(b)];
+        let iov = if b.is_empty() { &both[..1] } else { &both[..] };
+        let n = if self.kind == Kind::Socket {
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            sendmsg::<()>(self.fd.as_raw_fd(), iov, &[], flags, None)?
+        } else {
+            nix::sys::uio::writev(self.fd.as_fd(), iov)?
         };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        Ok(n)
     }
 
     /// `n` bytes left the front of the queue.

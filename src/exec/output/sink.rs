@@ -29,10 +29,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::destination::Destination;
 use super::lines::{Line, LineSplitter, MAX_LINE};
@@ -128,8 +130,8 @@ impl LogSink {
     /// [`LogSink::master_writer`]) to herd's stderr.
     pub fn stdio() -> io::Result<LogSink> {
         Ok(LogSink::new(Target::Stdio {
-            out: Destination::stdio(libc::STDOUT_FILENO)?,
-            err: Destination::stdio(libc::STDERR_FILENO)?,
+            out: Destination::stdio(io::stdout().as_fd())?,
+            err: Destination::stdio(io::stderr().as_fd())?,
         }))
     }
 
@@ -137,8 +139,8 @@ impl LogSink {
     /// writes through its own reopened or duplicated fds: the caller keeps these.
     pub fn to_fds(stdout: BorrowedFd<'_>, stderr: BorrowedFd<'_>) -> io::Result<LogSink> {
         Ok(LogSink::new(Target::Stdio {
-            out: Destination::stdio(stdout.as_raw_fd())?,
-            err: Destination::stdio(stderr.as_raw_fd())?,
+            out: Destination::stdio(stdout)?,
+            err: Destination::stdio(stderr)?,
         }))
     }
 
@@ -202,34 +204,32 @@ impl LogSink {
         self.lock()
             .destinations()
             .filter(|d| d.pollable())
-            .map(Destination::raw_fd)
+            .map(|d| d.fd().as_raw_fd())
             .collect()
     }
 
     /// Flushes, waiting up to `timeout` for slow destinations (at exit: herd's last lines
     /// should not stay in the queue).
+    ///
+    /// The lock is held while waiting: the master, the one thread that writes, is the
+    /// caller, and it has nothing else to do.
     pub fn flush_for(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let mut sink = self.lock();
         loop {
-            let mut sink = self.lock();
             sink.flush();
-            let mut waiting: Vec<libc::pollfd> = sink
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut waiting: Vec<PollFd<'_>> = sink
                 .destinations()
                 .filter(|d| d.pending())
-                .map(|d| libc::pollfd {
-                    fd: d.raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                })
+                .map(|d| PollFd::new(d.fd(), PollFlags::POLLOUT))
                 .collect();
-            drop(sink);
-            let left = deadline.saturating_duration_since(Instant::now());
             if waiting.is_empty() || left.is_zero() {
                 return;
             }
-            let ms = left.as_millis().clamp(1, 1000) as libc::c_int;
-            // SAFETY: poll(2) on a slice of pollfds we own, with its length.
-            unsafe { libc::poll(waiting.as_mut_ptr(), waiting.len() as libc::nfds_t, ms) };
+            let ms = left.as_millis().clamp(1, 1000) as u16;
+            // An error (EINTR) only ends this wait early; the loop flushes and waits again.
+            let _ = poll(&mut waiting, PollTimeout::from(ms));
         }
     }
 
