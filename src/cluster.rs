@@ -211,8 +211,9 @@ impl Cluster {
     /// and the [`Event::Message`]s are its `process.send()`s.
     ///
     /// ```no_run
-    /// use std::process::Command;
-    /// herd::Cluster::new().workers(2).exec(Command::new("node").arg("app.js")).run()?;
+    /// let mut app = std::process::Command::new("node");
+    /// app.arg("app.js");
+    /// herd::Cluster::new().workers(2).exec(app).run()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn exec(mut self, command: std::process::Command) -> Self {

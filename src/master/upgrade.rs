@@ -223,7 +223,16 @@ impl Master {
                     deadline: Instant::now() + UPGRADE_TIMEOUT,
                 };
             }
-            Err(e) => self.upgrade_failed(format!("cannot start {}: {e}", exe.display())),
+            Err(e) => {
+                // `Program::spawn` already names the program in its errors.
+                let why = e.to_string();
+                let named = why.contains(&*exe.to_string_lossy());
+                self.upgrade_failed(if named {
+                    why
+                } else {
+                    format!("cannot start {}: {why}", exe.display())
+                })
+            }
         }
     }
 
