@@ -46,6 +46,11 @@ pub struct ProxyArgs {
         value_parser = duration::at_least(Duration::from_millis(1))
     )]
     tunnel_timeout: Duration,
+    /// Discard the X-Forwarded-For and Forwarded fields clients send instead of appending to
+    /// them: for a proxy at the edge, where clients connect directly and whatever they put
+    /// there is forged. Leave it off behind a balancer or proxy that sets them.
+    #[arg(long)]
+    strip_forwarded: bool,
 }
 
 /// Runs `herd proxy` until the cluster stops.
@@ -55,5 +60,6 @@ pub fn run(args: ProxyArgs) -> Outcome {
     config.upstream_timeout = args.upstream_timeout;
     config.change_origin = args.change_origin;
     config.tunnel_timeout = args.tunnel_timeout;
+    config.strip_forwarded = args.strip_forwarded;
     Outcome::of_cluster(proxy::run(args.cluster.cluster(), &args.listen, config))
 }

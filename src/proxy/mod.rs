@@ -82,6 +82,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Head limits for requests and responses; bodies are streamed, so unlimited.
     pub(crate) limits: Limits,
+    /// Discard the client's `X-Forwarded-For` and `Forwarded` fields instead of appending to
+    /// them. For a proxy at the edge, where clients connect directly and whatever they put
+    /// there is forged; leave it off behind another proxy or balancer that sets them.
+    pub strip_forwarded: bool,
 }
 
 impl Config {
@@ -98,6 +102,7 @@ impl Config {
                 max_body_bytes: usize::MAX,
                 ..Limits::default()
             },
+            strip_forwarded: false,
         }
     }
 }

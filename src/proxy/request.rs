@@ -20,7 +20,7 @@ use super::headers::{self, Forwarded};
 use super::health::Health;
 use super::service::{Gone, ProxyService, UPSTREAM_TAG};
 use super::upstream::Upstream;
-use crate::http::{parse_head, BodyKind};
+use crate::http::{parse_head, BodyKind, HttpError};
 use crate::worker::Context;
 
 /// How far the request side got in a pass.
@@ -72,11 +72,11 @@ impl ProxyService {
             None,
         );
         let Some(target) = picked else {
-            let down = format!("all {} targets are down", self.config.targets.len());
-            log::warn!("proxy error: {down}");
+            // Only a proxy configured without targets (through the library) gets here.
+            log::warn!("proxy error: no target to forward to");
             let linger = head.body != BodyKind::None;
             client.input.consume(len);
-            self.answer(cx, ck, 502, &format!("502 Bad Gateway: {down}"), linger);
+            self.answer(cx, ck, 502, "502 Bad Gateway: no target", linger);
             return Ok(true);
         };
         let mut ex = Exchange::start(&head, target, &mut self.in_flight, cx.now);
@@ -89,6 +89,7 @@ impl ProxyService {
                 .then_some(config.targets[target].authority.as_str()),
             target_authority: &config.targets[target].authority,
             upgrade: ex.upgrade,
+            strip: config.strip_forwarded,
         };
         client.to_upstream.clear();
         client.to_upstream.extend_with(&mut self.scratch, |out| {
@@ -160,18 +161,14 @@ impl ProxyService {
 
         if !ex.request.is_done() && client.to_upstream.len() < CHUNK {
             let before = client.input.len();
-            if ex
-                .request
-                .pump(
-                    &mut client.input,
-                    &mut client.to_upstream,
-                    &mut self.scratch,
-                    limits,
-                )
-                .is_err()
-            {
-                log::debug!("proxy: malformed chunked request body");
-                return self.abort(cx, ck).map(Sent::Waiting);
+            let pumped = ex.request.pump(
+                &mut client.input,
+                &mut client.to_upstream,
+                &mut self.scratch,
+                limits,
+            );
+            if let Err(e) = pumped {
+                return self.refuse_body(cx, ck, e).map(|()| Sent::Waiting(true));
             }
             progressed |= client.input.len() != before;
         }
@@ -215,7 +212,29 @@ impl ProxyService {
     }
 }
 
+impl ProxyService {
+    /// The request body of client `ck` broke its framing (a malformed chunk line, trailers
+    /// without bound): the client gets the 4xx unless the response has begun, and the
+    /// upstream connection, which may hold part of the request, is closed, never pooled.
+    fn refuse_body(&mut self, cx: &mut Context<'_>, ck: usize, e: HttpError) -> Result<(), Gone> {
+        log::debug!("proxy: invalid request body: {e}");
+        let ended = self.end_exchange(ck).expect("an exchange");
+        if let Some(uk) = ended.upstream {
+            self.upstreams.remove(uk);
+        }
+        if ended.answered {
+            self.close_client(cx, ck, true);
+            return Err(Gone);
+        }
+        self.answer(cx, ck, e.status(), &e.to_string(), true);
+        Ok(())
+    }
+}
+
 /// [`ProxyService::pick`] on the fields it needs, for callers holding other borrows.
+///
+/// When every candidate is marked down, the one whose back-off ends first: a request is
+/// answered 502 because its attempt failed, never only because of the marks.
 fn pick(
     balancer: &mut Balancer,
     health: &[Health],
@@ -223,7 +242,14 @@ fn pick(
     now: Instant,
     not: Option<usize>,
 ) -> Option<usize> {
-    balancer.pick(in_flight.counts(), |t| {
-        Some(t) != not && health[t].usable(now)
+    let usable = |t| Some(t) != not && health[t].usable(now);
+    balancer.pick(in_flight.counts(), usable).or_else(|| {
+        let soonest = (0..health.len())
+            .filter(|&t| Some(t) != not)
+            .min_by_key(|&t| health[t].down_until())?;
+        log::warn!(
+            "proxy: every target is marked down; trying target {soonest}, whose back-off ends first"
+        );
+        Some(soonest)
     })
 }
