@@ -19,8 +19,9 @@ use super::failure::Failure;
 use super::headers::{self, Forwarded};
 use super::health::Health;
 use super::service::{Gone, ProxyService, UPSTREAM_TAG};
-use super::upstream::Upstream;
+use super::upstream::{Upstream, POOL_IDLE_TIMEOUT};
 use crate::http::{parse_head, BodyKind, HttpError};
+use crate::proxy_protocol;
 use crate::worker::Context;
 
 /// How far the request side got in a pass.
@@ -83,7 +84,7 @@ impl ProxyService {
         ex.keep_alive &= self.drain_started.is_none();
         let config = &self.config;
         let fwd = Forwarded {
-            client: client.peer,
+            client: client.peer.ip(),
             host: config
                 .change_origin
                 .then_some(config.targets[target].authority.as_str()),
@@ -109,22 +110,38 @@ impl ProxyService {
         pick(&mut self.balancer, &self.health, &self.in_flight, now, not)
     }
 
-    /// Gives client `ck`'s exchange a connection to its target: an idle pooled one, or a new
-    /// one. A connect that fails at once (no route, no descriptor left) is a [`Failure`] of
-    /// that target.
+    /// Gives client `ck`'s exchange a connection to its target: an idle one (pooled, or
+    /// with `--send-proxy` the one parked with this client), or a new one. A connect that
+    /// fails at once (no route, no descriptor left) is a [`Failure`] of that target.
     pub(super) fn attach(&mut self, cx: &mut Context<'_>, ck: usize) -> Result<(), Failure> {
         let now = cx.now;
         let target = self.exchange(ck).target();
         let (uk, reused) = loop {
-            match self.pool.take(target) {
-                Some(uk) if self.upstreams[uk].eof || self.upstreams[uk].error.is_some() => {
+            let idle = match self.config.send_proxy {
+                Some(_) => self.clients[ck].parked.take(),
+                None => self.pool.take(target),
+            };
+            match idle {
+                Some(uk) => {
+                    let up = &mut self.upstreams[uk];
+                    up.parked_by = None;
+                    let fresh = now.duration_since(up.idle_since) <= POOL_IDLE_TIMEOUT;
+                    if up.target == target && !up.eof && up.error.is_none() && fresh {
+                        break (uk, true);
+                    }
                     self.upstreams.remove(uk);
                 }
-                Some(uk) => break (uk, true),
                 None => {
                     let addr = self.config.targets[target].addr;
-                    let up = Upstream::connect(target, addr, now)
+                    let mut up = Upstream::connect(target, addr, now)
                         .map_err(|e| Failure::refused("connect", &e))?;
+                    if let Some(version) = self.config.send_proxy {
+                        let client = &mut self.clients[ck];
+                        let (peer, local) = (client.peer, client.local());
+                        up.proxy_header.extend_with(&mut self.scratch, |out| {
+                            proxy_protocol::write(out, version, peer, local)
+                        });
+                    }
                     let entry = self.upstreams.vacant_entry();
                     let uk = entry.key();
                     let up = entry.insert(up);
@@ -193,6 +210,22 @@ impl ProxyService {
         }
         if !up.connected {
             return Ok(Sent::Waiting(progressed));
+        }
+        if !up.proxy_header.is_empty() {
+            // Before any request byte. A failure here is a retry like any other: nothing of
+            // the request reached the target.
+            match up.proxy_header.write_to(&mut up.stream) {
+                Ok(n) => progressed |= n > 0,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => progressed = true,
+                Err(e) => {
+                    let failure = Failure::io("write", &e);
+                    return self.fail(cx, ck, failure).map(|()| Sent::Waiting(true));
+                }
+            }
+            if !up.proxy_header.is_empty() {
+                return Ok(Sent::Waiting(progressed));
+            }
         }
         if !client.to_upstream.is_empty() {
             match client.to_upstream.write_to(&mut up.stream) {

@@ -232,9 +232,18 @@ impl ProxyService {
             let reusable = ended.upstream_keep_alive
                 && up.input.is_empty()
                 && !up.eof
-                && self.drain_started.is_none()
-                && self.pool.put(ended.target, uk);
-            if !reusable {
+                && self.drain_started.is_none();
+            let kept = match self.config.send_proxy {
+                // Its PROXY header names this client: only this client may use it again.
+                Some(_) if reusable && ended.keep_alive => {
+                    up.parked_by = Some(ck);
+                    self.clients[ck].parked = Some(uk);
+                    true
+                }
+                Some(_) => false,
+                None => reusable && self.pool.put(ended.target, uk),
+            };
+            if !kept {
                 self.upstreams.remove(uk);
             }
         }

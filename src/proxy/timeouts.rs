@@ -3,6 +3,7 @@
 //!
 //! | Where                                   | Limit                                  | Then            |
 //! |-----------------------------------------|----------------------------------------|-----------------|
+//! | PROXY protocol header arriving          | `--proxy-protocol-timeout` from arrival | close, counted |
 //! | lingering close                         | `Timeouts::linger`                     | close           |
 //! | output waiting, client not reading      | `Timeouts::write`                      | close           |
 //! | tunnel carrying nothing                 | `--tunnel-timeout`                     | close both      |
@@ -49,6 +50,11 @@ impl ProxyService {
                 );
                 self.close_client(cx, ck, false)
             }
+            Phase::ProxyHeader
+                if now.duration_since(client.opened) > self.config.proxy_protocol_timeout =>
+            {
+                let _ = self.refuse_proxy_header(cx, ck, "no whole PROXY protocol header in time");
+            }
             Phase::Open => match &client.exchange {
                 Some(ex) => {
                     let waiting = matches!(ex.response, ResponseState::Head);
@@ -63,9 +69,10 @@ impl ProxyService {
                     } else if !waiting && now.duration_since(ex.last_progress) > upstream_timeout {
                         let target = ex.target();
                         log::warn!(
-                            "proxy error: response stalled for {}s (target {target}: {})",
+                            "proxy error: response stalled for {}s (target {target}: {}), client {}",
                             upstream_timeout.as_secs_f64(),
-                            self.config.targets[target]
+                            self.config.targets[target],
+                            client.peer
                         );
                         self.close_client(cx, ck, true);
                     }

@@ -17,8 +17,13 @@ pub fn proxy(targets: &[String], args: &[&str]) -> Herd {
 
 /// The command [`proxy`] runs, for tests that change its environment.
 pub fn proxy_command(targets: &[String], args: &[&str]) -> Command {
+    proxy_command_on("127.0.0.1:0", targets, args)
+}
+
+/// [`proxy_command`] listening on `listen`.
+pub fn proxy_command_on(listen: &str, targets: &[String], args: &[&str]) -> Command {
     let mut cmd = Command::new(herd_bin());
-    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--workers", "1"]);
+    cmd.args(["proxy", "--listen", listen, "--workers", "1"]);
     for t in targets {
         cmd.args(["--target", t]);
     }
