@@ -17,7 +17,9 @@
 # Progress and diagnostics go to stderr.
 #
 # Environment:
-#   SERVERS      servers to run, space-separated (default "herd node nginx")
+#   SERVERS      servers to run, space-separated (default "herd node nginx"); also
+#                herd_batch1, nginx_deferred, herd_base (HERD_BASE_BIN: another herd build),
+#                node_primary and herd_node (one Node program under Node's primary, under herd)
 #   PROXY=1      reverse proxies instead: SERVERS defaults to "herd_proxy nginx_proxy
 #                node_proxy", each in front of the same three one-worker nginx backends
 #   DURATION     seconds per wrk run (default 10)
@@ -141,6 +143,29 @@ start_herd() {
 
 # herd with one fd per handoff packet: what batching buys on the accept path.
 start_herd_batch1() { start_herd "$1" --handoff-batch 1; }
+
+# Another herd build (HERD_BASE_BIN), to compare a change with what it replaced in one run.
+start_herd_base() {
+    [[ -x ${HERD_BASE_BIN:-} ]] || die "herd_base needs HERD_BASE_BIN, an executable herd"
+    HERD_BIN=$HERD_BASE_BIN start_herd "$1"
+}
+
+# The same Node.js program (tests/node/hello.js: hello world, no per-request log) under
+# Node's own cluster primary and under herd as its primary (issue 11).
+start_node_primary() {
+    local name=$1 port
+    port=$(free_port)
+    PORT=$port WORKERS=$WORKERS launch "$name" "$WORK_DIR/$name.log" \
+        node "$REPO_ROOT/tests/node/primary.js" "$REPO_ROOT/tests/node/hello.js"
+    SERVER_PORT[$name]=$port
+}
+
+start_herd_node() {
+    local name=$1
+    RUST_LOG=${RUST_LOG:-info} PORT=0 launch "$name" "$WORK_DIR/$name.log" \
+        "$HERD_BIN" run --workers "$WORKERS" -- node "$REPO_ROOT/tests/node/hello.js"
+    SERVER_PORT[$name]=$(wait_log_port "$name" 'master listening on 127\.0\.0\.1:[0-9]+' 30)
+}
 
 start_node() {
     local name=$1 port
@@ -294,20 +319,17 @@ report() {
     for name in $SERVERS; do
         printf '| %s | %.0f | %.0f | %s |\n' "$name" "${RPS_KA[$name]}" "${RPS_CLOSE[$name]}" "${RSS_MB[$name]}"
     done
-    local ours printed=0
-    for ours in herd herd_proxy; do
-        [[ -n ${RPS_KA[$ours]:-} ]] || continue
-        for peer in nginx node nginx_proxy node_proxy; do
-            [[ -n ${RPS_KA[$peer]:-} ]] || continue
-            # Proxies are compared with proxies, servers with servers.
-            [[ $ours == *_proxy ]] && [[ $peer != *_proxy ]] && continue
-            [[ $ours != *_proxy ]] && [[ $peer == *_proxy ]] && continue
-            ((printed)) || echo
-            printed=1
-            echo "$ours/$peer: keep-alive $(ratio "${RPS_KA[$ours]}" "${RPS_KA[$peer]}")," \
-                "close $(ratio "${RPS_CLOSE[$ours]}" "${RPS_CLOSE[$peer]}")," \
-                "RSS $(ratio "${RSS_MB[$ours]}" "${RSS_MB[$peer]}")"
-        done
+    local ours peer pair printed=0
+    # Servers are compared with servers, proxies with proxies, the Node program with itself.
+    for pair in herd/nginx herd/node herd/herd_base herd_proxy/nginx_proxy herd_proxy/node_proxy \
+        herd_node/node_primary; do
+        ours=${pair%/*} peer=${pair#*/}
+        [[ -n ${RPS_KA[$ours]:-} && -n ${RPS_KA[$peer]:-} ]] || continue
+        ((printed)) || echo
+        printed=1
+        echo "$ours/$peer: keep-alive $(ratio "${RPS_KA[$ours]}" "${RPS_KA[$peer]}")," \
+            "close $(ratio "${RPS_CLOSE[$ours]}" "${RPS_CLOSE[$peer]}")," \
+            "RSS $(ratio "${RSS_MB[$ours]}" "${RSS_MB[$peer]}")"
     done
     local noted=0
     for name in $SERVERS; do
@@ -320,7 +342,8 @@ report() {
 
 versions() {
     local v=()
-    { wants node || wants node_proxy; } && v+=("node $(node --version)")
+    { wants node || wants node_proxy || wants node_primary || wants herd_node; } &&
+        v+=("node $(node --version)")
     wants_kind nginx && v+=("$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/|nginx |')")
     # wrk --version exits 1 after printing.
     v+=("$( (wrk --version 2>&1 || true) | awk 'NR == 1 { print "wrk " $2 }')")

@@ -34,7 +34,9 @@ use std::time::Duration;
 
 use crate::config::{ClusterConfig, MAX_TIMEOUT};
 use crate::event::{Control, Event, EventCallback, Shutdown};
-use crate::master::{ForkLaunch, Master};
+use crate::exec::output::LogSink;
+use crate::exec::{ExecLaunch, Program, Protocol};
+use crate::master::{ForkLaunch, Launch, Master};
 use crate::policy::Policy;
 use crate::worker::{Setup, Worker};
 
@@ -43,6 +45,17 @@ pub struct Cluster {
     config: ClusterConfig,
     on_event: Option<EventCallback>,
     setup: Option<Setup>,
+    /// Workers that are a program instead of the `worker` closure.
+    exec: Option<Exec>,
+}
+
+/// A program the workers run ([`Cluster::exec`]).
+#[derive(Debug)]
+struct Exec {
+    program: Program,
+    protocol: Option<Protocol>,
+    port_map: Vec<(u16, u16)>,
+    output: Option<LogSink>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -51,6 +64,7 @@ impl std::fmt::Debug for Cluster {
             .field("config", &self.config)
             .field("on_event", &self.on_event.is_some())
             .field("worker", &self.setup.is_some())
+            .field("exec", &self.exec)
             .finish()
     }
 }
@@ -68,6 +82,7 @@ impl Cluster {
             config: ClusterConfig::default(),
             on_event: None,
             setup: None,
+            exec: None,
         }
     }
 
@@ -186,12 +201,119 @@ impl Cluster {
         self
     }
 
+    /// Workers that are a program rather than the [`worker`](Cluster::worker) closure:
+    /// each worker is `command` (its program, arguments and environment; its current
+    /// directory is herd's), started with `fork` + `exec` and supervised like any worker.
+    ///
+    /// A Node.js program (`node` or `nodejs`, or [`Cluster::protocol`]) is started as
+    /// Node's own `cluster.fork()` starts one, and herd is its cluster primary:
+    /// `cluster.isWorker` is true, its servers' `listen()` ask the master for their sockets,
+    /// and the [`Event::Message`]s are its `process.send()`s.
+    ///
+    /// ```no_run
+    /// use std::process::Command;
+    /// herd::Cluster::new().workers(2).exec(Command::new("node").arg("app.js")).run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn exec(mut self, command: std::process::Command) -> Self {
+        let mut program = Program::new(command.get_program()).args(command.get_args());
+        for (name, value) in command.get_envs() {
+            program = match value {
+                Some(value) => program.env(name, value),
+                None => program.env_remove(name),
+            };
+        }
+        let protocol = Protocol::of_command(command.get_program());
+        self.exec = Some(Exec {
+            program,
+            protocol,
+            port_map: Vec::new(),
+            output: None,
+        });
+        self
+    }
+
+    /// The protocol the [`exec`](Cluster::exec)'d program speaks, when its name does not
+    /// say (a `node` behind another name).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        if let Some(exec) = self.exec.as_mut() {
+            exec.protocol = Some(protocol);
+        }
+        self
+    }
+
+    /// A worker program's `listen` on port `from` binds port `to` instead (0: any free
+    /// port), and the program is told it got `from`: an unmodified app that listens on a
+    /// fixed port can run on another, or on port 0 in a test. The master logs the real one.
+    pub fn map_port(mut self, from: u16, to: u16) -> Self {
+        if let Some(exec) = self.exec.as_mut() {
+            exec.port_map.push((from, to));
+        }
+        self
+    }
+
+    /// Where an [`exec`](Cluster::exec)'d worker's stdout and stderr lines go (default:
+    /// herd's own stdout and stderr, each line prefixed with its worker).
+    pub fn output(mut self, sink: LogSink) -> Self {
+        if let Some(exec) = self.exec.as_mut() {
+            exec.output = Some(sink);
+        }
+        self
+    }
+
     /// Runs the master until the cluster stops. Must be called while the process is
     /// single-threaded (it forks); returns an error at once otherwise.
     pub fn run(self) -> io::Result<Shutdown> {
-        let setup = self
-            .setup
-            .unwrap_or_else(|| Box::new(|_w: &mut Worker| Ok(())));
-        Master::new(self.config, self.on_event, Box::new(ForkLaunch::new(setup)))?.run()
+        let (launch, sink): (Box<dyn Launch>, _) = match self.exec {
+            None => {
+                let setup = self
+                    .setup
+                    .unwrap_or_else(|| Box::new(|_w: &mut Worker| Ok(())));
+                (Box::new(ForkLaunch::new(setup)), None)
+            }
+            Some(exec) => {
+                // A command that cannot run is an error now, not a crash loop of workers.
+                exec.program
+                    .check()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let protocol = exec.protocol.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{}: no protocol for this program (only Node.js is supported: \
+                             name it node, or set the protocol)",
+                            exec.program.command().to_string_lossy()
+                        ),
+                    )
+                })?;
+                check_policy(protocol, self.config.policy)?;
+                let launch = ExecLaunch::new(exec.program, protocol, exec.port_map);
+                (Box::new(launch), exec.output)
+            }
+        };
+        Master::new(self.config, self.on_event, launch, sink)?.run()
     }
+}
+
+/// The policies a kind of exec'd worker can be served by.
+fn check_policy(protocol: Protocol, policy: Policy) -> io::Result<()> {
+    let why = match (protocol, policy) {
+        (Protocol::Node, Policy::RoundRobin | Policy::Node | Policy::Shared) => return Ok(()),
+        (Protocol::Node, Policy::LeastConnections | Policy::P2c) => {
+            "it steers by open connections, which Node workers do not report"
+        }
+        (Protocol::Node, Policy::SharedExclusive) => {
+            "it needs EPOLLEXCLUSIVE in the worker's own event loop, which Node's lacks"
+        }
+        (Protocol::Node, Policy::ReusePort) => {
+            "a Node server cannot take a SO_REUSEPORT socket of its own from the primary"
+        }
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "--policy {policy} cannot serve {} workers: {why} (use round-robin, node or shared)",
+            protocol.name()
+        ),
+    ))
 }

@@ -30,6 +30,8 @@
 //! * [`exec`]: workers that are programs (`herd run -- CMD`): spawn, output, readiness.
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
+//! * [`node`]: Node.js's cluster IPC protocol, sans IO, for herd as the primary of `node`
+//!   workers.
 //! * [`app`]: the handlers `herd serve` ships with; [`load`]: `herd load`, the load
 //!   generator; [`bench`](mod@bench): `herd bench`, the policies compared; [`url`]: the
 //!   `http://IP:PORT/PATH` URLs the proxy and the load generator connect to.
@@ -53,6 +55,7 @@ pub mod exec;
 pub mod http;
 pub mod load;
 pub(crate) mod master;
+pub mod node;
 pub mod policy;
 pub mod proxy;
 pub mod proxy_protocol;

@@ -91,13 +91,27 @@ fn main() {
     std::env::set_var("HERD_SPAWN_OVER", "old");
     std::env::set_var("LISTEN_PID", "1"); // stale, from "our own" service manager
 
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
+    // libtest's command line, as far as it matters here: names to filter on, `--list`,
+    // and options whose value is not a filter.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in CHECKS {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let takes_value = ["--test-threads", "--skip", "--format", "--color", "-Z"];
+    let filters: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.starts_with('-') && (*i == 0 || !takes_value.contains(&args[i - 1].as_str()))
+        })
+        .map(|(_, a)| a)
         .collect();
     let chosen: Vec<&(&str, Check)> = CHECKS
         .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f)))
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
     println!("\nrunning {} checks", chosen.len());
     let mut failed = Vec::new();

@@ -1,6 +1,9 @@
-//! The flags of the cluster underneath `herd serve` and `herd proxy`: how many workers, how
-//! connections are spread over them, how long a graceful stop may take.
+//! The flags of the cluster underneath `herd serve`, `herd proxy` and `herd run`: how many
+//! workers, how connections are spread over them, how long a graceful stop may take
+//! ([`ClusterArgs`]); and how the master is operated: metrics, pid file, restart and memory
+//! limits, the workers' user ([`OpsArgs`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::duration;
@@ -39,5 +42,62 @@ impl ClusterArgs {
             Some(n) => cluster.workers(n as usize),
             None => cluster,
         }
+    }
+}
+
+/// The operational flags `herd serve`, `herd proxy` and `herd run` share.
+#[derive(Debug, clap::Args)]
+pub struct OpsArgs {
+    /// Serve GET /metrics (Prometheus) and GET /status (JSON) on this address, from the master.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
+    /// Write the master's pid here (a binary upgrade's new master rewrites it).
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+    /// Give up (stop, exit 1) after more than N worker restarts within --restart-window.
+    #[arg(long, value_name = "N")]
+    max_restarts: Option<u32>,
+    /// The window --max-restarts counts restarts in, in seconds (or with a unit: "90s", "2m").
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "60",
+        allow_negative_numbers = true,
+        value_parser = duration::positive()
+    )]
+    restart_window: Duration,
+    /// Replace (gracefully) a worker whose resident memory goes over MB megabytes.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    max_worker_rss: Option<u64>,
+    /// Run the workers as this user (the master keeps its privileges to bind).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Run the workers in this group [default: the user's primary group]. Needs --user.
+    #[arg(long, value_name = "NAME", requires = "user")]
+    group: Option<String>,
+}
+
+impl OpsArgs {
+    /// `cluster` with these settings.
+    pub fn apply(self, mut cluster: Cluster) -> Cluster {
+        if let Some(addr) = self.admin {
+            cluster = cluster.admin(addr);
+        }
+        if let Some(path) = self.pid_file {
+            cluster = cluster.pid_file(path);
+        }
+        if let Some(n) = self.max_restarts {
+            cluster = cluster.max_restarts(n, self.restart_window);
+        }
+        if let Some(mb) = self.max_worker_rss {
+            cluster = cluster.max_worker_rss(mb << 20);
+        }
+        if let Some(user) = self.user {
+            cluster = cluster.user(user);
+        }
+        if let Some(group) = self.group {
+            cluster = cluster.group(group);
+        }
+        cluster
     }
 }

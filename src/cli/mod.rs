@@ -8,6 +8,7 @@
 //! | `proxy.rs` | `herd proxy` | [`proxy::run`](crate::proxy::run) |
 //! | `load.rs` | `herd load` | [`load::run`](crate::load::run) |
 //! | `bench.rs` | `herd bench` | [`bench::run`](crate::bench::run) |
+//! | `run.rs` | `herd run -- CMD` | [`Cluster::run`](crate::Cluster::run) with [`Cluster::exec`](crate::Cluster::exec) |
 //! | `cluster.rs` | the cluster flags `serve` and `proxy` share | |
 //! | `duration.rs` | the one parser of every duration flag | |
 //!
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod duration;
 pub mod load;
 pub mod proxy;
+pub mod run;
 pub mod serve;
 
 use std::io;
@@ -62,6 +64,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run a reverse proxy on the cluster: each request goes to the next --target.
     Proxy(proxy::ProxyArgs),
+    /// Be the master of your own program: run N copies of CMD (a Node.js app: herd is its
+    /// cluster primary) with herd's supervision.
+    Run(run::RunArgs),
 }
 
 /// How a subcommand ended. [`main`] turns it into the message and the exit code, so the
@@ -110,15 +115,45 @@ impl Outcome {
 /// Parses the command line and runs it; the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Fds this process inherited without close-on-exec (a shell's, say) must not reach the
+    // programs it starts.
+    if let Err(e) = crate::exec::mark_inherited_fds_cloexec() {
+        eprintln!("herd: {e}");
+        return ExitCode::FAILURE;
+    }
     // Microsecond timestamps: the reliability scripts time respawns from the master's log.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_micros()
-        .init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger.format_timestamp_micros();
     let (who, outcome) = match cli.command {
-        Command::Serve(args) => ("herd", serve::run(args)),
-        Command::Load(args) => ("herd load", load::run(args)),
-        Command::Bench(args) => ("herd bench", bench::run(args)),
-        Command::Proxy(args) => ("herd", proxy::run(args)),
+        Command::Serve(args) => {
+            logger.init();
+            ("herd", serve::run(args))
+        }
+        Command::Load(args) => {
+            logger.init();
+            ("herd load", load::run(args))
+        }
+        Command::Bench(args) => {
+            logger.init();
+            ("herd bench", bench::run(args))
+        }
+        Command::Proxy(args) => {
+            logger.init();
+            ("herd", proxy::run(args))
+        }
+        Command::Run(args) => match run::output(&args) {
+            // herd's own lines go through the same queue as the workers', so the two never
+            // interleave inside a line.
+            Ok(sink) => {
+                let writer = sink.master_writer();
+                logger
+                    .target(env_logger::Target::Pipe(Box::new(writer)))
+                    .init();
+                ("herd", run::run(args, sink))
+            }
+            Err(e) => ("herd", Outcome::Usage(format!("--log-file: {e}"))),
+        },
     };
     outcome.exit(who)
 }

@@ -9,11 +9,16 @@
 //!   ever blocking the master's loop.
 //! * [`notify`]: a `NOTIFY_SOCKET` per worker, and the `sd_notify` messages
 //!   (`READY=1`, `STATUS=…`) it receives from that worker alone.
+//! * `launch.rs`: the master's `Launch` for such workers: spawn with the protocol's
+//!   environment and fds, and return the link that speaks it.
 
 mod child;
 mod environment;
+mod launch;
 pub mod notify;
 pub mod output;
 pub mod spawn;
 
+pub(crate) use launch::ExecLaunch;
+pub use launch::Protocol;
 pub use spawn::{mark_inherited_fds_cloexec, ChildFds, Program};

@@ -145,6 +145,12 @@ impl Program {
         &self.command
     }
 
+    /// Whether the command can be run: found on `$PATH` (the child's), executable. The
+    /// error is the one [`Program::spawn`] would return, without forking.
+    pub fn check(&self) -> io::Result<()> {
+        resolve(&self.command, self.env.path_override()).map(|_| ())
+    }
+
     /// Starts the program with `fds` in place; returns its pid once it has `exec`'d, which
     /// is also its process group id (signal the group with `killpg`).
     ///

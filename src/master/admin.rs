@@ -27,9 +27,11 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 
-use super::Master;
+use super::{Master, WorkerState};
 use crate::http::{DateCache, Handler, Limits, Request, Response, Timeouts};
+use crate::node::RawJson;
 use crate::policy::Policy;
+use crate::worker::WorkerId;
 use crate::worker::{Context, Counters, HttpConnections};
 
 /// The most admin connections open at once.
@@ -63,6 +65,8 @@ struct WorkerRow {
     connections: u64,
     requests: u64,
     open: u64,
+    /// Connections the worker confirmed taking (Node workers' `accepted` replies).
+    accepted: u64,
 }
 
 impl Master {
@@ -78,6 +82,7 @@ impl Master {
                 connections: w.load.connections,
                 requests: w.load.requests,
                 open: w.load.open,
+                accepted: w.load.taken,
             })
             .collect();
         workers.sort_by_key(|w| w.id);
@@ -96,7 +101,7 @@ impl Snapshot {
     /// The Prometheus text exposition.
     pub fn metrics(&self) -> String {
         let mut out = String::new();
-        let per_worker: [Series; 3] = [
+        let per_worker: [Series; 4] = [
             (
                 "herd_worker_connections_total",
                 "counter",
@@ -108,6 +113,13 @@ impl Snapshot {
                 "counter",
                 "Requests the worker answered.",
                 |w| w.requests,
+            ),
+            (
+                "herd_worker_accepted_connections_total",
+                "counter",
+                "Connections the worker confirmed taking (a Node worker's accepted replies; 0 \
+                 for herd's own workers, which need not confirm).",
+                |w| w.accepted,
             ),
             (
                 "herd_worker_open_connections",
@@ -152,6 +164,7 @@ impl Snapshot {
                     "connections": w.connections,
                     "requests": w.requests,
                     "open_connections": w.open,
+                    "accepted": w.accepted,
                 })
             })
             .collect();
@@ -168,25 +181,80 @@ impl Snapshot {
 }
 
 /// The handler the admin connections are answered by: a view of the master, asked for its
-/// state only when a request for it arrives (not on every readiness event).
-struct AdminView<'a>(&'a Master);
+/// state only when a request for it arrives (not on every readiness event). What a request
+/// asks the master to do (send a message) is collected, and done once the call returns.
+struct AdminView<'a> {
+    master: &'a Master,
+    /// Messages to send: to one worker, or (`None`) to every live one.
+    outgoing: std::cell::RefCell<Vec<(Option<WorkerId>, Vec<u8>)>>,
+}
+
+impl<'a> AdminView<'a> {
+    fn new(master: &'a Master) -> AdminView<'a> {
+        AdminView {
+            master,
+            outgoing: Default::default(),
+        }
+    }
+
+    /// `POST /workers/{id}/message` and `POST /workers/message`: the body, a JSON value, is
+    /// delivered as the worker's message (`process.on('message')` in a Node worker).
+    fn post_message(&self, req: &Request<'_>, res: &mut Response) {
+        let to: Option<WorkerId> = match req.path() {
+            "/workers/message" => None,
+            path => {
+                let id = (path.strip_prefix("/workers/"))
+                    .and_then(|p| p.strip_suffix("/message"))
+                    .and_then(|id| id.parse().ok());
+                let live = |id: WorkerId| {
+                    (self.master.workers.iter())
+                        .any(|(_, w)| w.id == id && w.state != WorkerState::Disconnected)
+                };
+                match id {
+                    Some(id) if live(id) => Some(id),
+                    Some(id) => {
+                        res.status(404);
+                        res.body(format!("no worker {id}\n"));
+                        return;
+                    }
+                    None => {
+                        res.status(404);
+                        res.body("not found: POST /workers/{id}/message or /workers/message\n");
+                        return;
+                    }
+                }
+            }
+        };
+        if let Err(e) = RawJson::from_bytes(req.body()) {
+            res.status(400);
+            res.body(format!("the body must be one JSON value: {e}\n"));
+            return;
+        }
+        self.outgoing.borrow_mut().push((to, req.body().to_vec()));
+        res.status(202);
+        res.body("sent\n");
+    }
+}
 
 impl Handler for AdminView<'_> {
     fn handle(&self, req: &Request<'_>, res: &mut Response) {
+        if req.method() == "POST" && req.path().starts_with("/workers/") {
+            return self.post_message(req, res);
+        }
         if req.method() != "GET" && req.method() != "HEAD" {
             res.status(405);
             res.header("Allow", "GET, HEAD");
-            res.body("only GET and HEAD\n");
+            res.body("only GET and HEAD (and POST /workers/{id}/message)\n");
             return;
         }
         match req.path() {
             "/metrics" => {
                 res.header("Content-Type", "text/plain; version=0.0.4");
-                res.body(self.0.snapshot().metrics());
+                res.body(self.master.snapshot().metrics());
             }
             "/status" => {
                 res.header("Content-Type", "application/json");
-                res.body(self.0.snapshot().status());
+                res.body(self.master.snapshot().status());
             }
             _ => {
                 res.status(404);
@@ -307,7 +375,7 @@ impl Master {
         let Some(mut admin) = self.admin.take() else {
             return;
         };
-        let view = AdminView(self);
+        let view = AdminView::new(self);
         let registry = self.poll.registry();
         if token == admin.base {
             admin.accept(registry, &view);
@@ -316,7 +384,11 @@ impl Master {
                 conns.ready(cx, token, event, &view)
             });
         }
+        let outgoing = view.outgoing.into_inner();
         self.admin = Some(admin);
+        for (to, msg) in outgoing {
+            self.send_message(to, &msg);
+        }
     }
 
     /// Applies the admin connections' timeouts when due.
@@ -326,7 +398,7 @@ impl Master {
         };
         if admin.next_tick.is_some_and(|t| t <= now) {
             admin.next_tick = (!admin.conns.is_empty()).then_some(now + TICK);
-            let view = AdminView(self);
+            let view = AdminView::new(self);
             admin.with_conns(self.poll.registry(), now, |conns, cx| conns.tick(cx, &view));
         }
         self.admin = Some(admin);
@@ -351,6 +423,7 @@ mod tests {
                     connections: 7,
                     requests: 9,
                     open: 1,
+                    accepted: 0,
                 },
                 WorkerRow {
                     id: 3,
@@ -359,6 +432,7 @@ mod tests {
                     connections: 0,
                     requests: 0,
                     open: 0,
+                    accepted: 0,
                 },
             ],
             ops: crate::master::ops::OpsStatus::default().to_json(),

@@ -235,7 +235,7 @@ impl Link for SeqpacketLink {
         }
     }
 
-    fn reply_listen(&mut self, req: u64, grant: Result<Grant, String>) -> io::Result<()> {
+    fn reply_listen(&mut self, req: u64, grant: Result<Grant, io::Error>) -> io::Result<()> {
         let req = req as u32;
         match grant {
             Ok(grant) => {
@@ -250,9 +250,10 @@ impl Link for SeqpacketLink {
                 // packet holds its own reference.
                 self.channel.send_with_fds(|b| reply.encode(b), &fds)
             }
-            Err(error) => self
-                .channel
-                .send_to_worker(&ToWorker::ListenErr { req, error }),
+            Err(error) => self.channel.send_to_worker(&ToWorker::ListenErr {
+                req,
+                error: error.to_string(),
+            }),
         }
     }
 

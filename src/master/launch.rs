@@ -38,6 +38,12 @@ pub(crate) struct Launched {
     pub pid: Pid,
     /// The master's side of its channel.
     pub link: Box<dyn Link>,
+    /// The pipes its stdout and stderr go to, for the master to read (exec'd programs;
+    /// herd's own forked workers write to herd's stdout and stderr directly).
+    pub outputs: Vec<crate::exec::output::WorkerOutput>,
+    /// It leads its own process group: signals go to the group (a shell wrapper's
+    /// children stop too).
+    pub group: bool,
 }
 
 /// A kind of worker: how to start one.
@@ -86,6 +92,8 @@ impl Launch for ForkLaunch {
         Ok(Launched {
             pid,
             link: Box::new(SeqpacketLink::new(master_end, worker_end, cx.link)),
+            outputs: Vec::new(),
+            group: false,
         })
     }
 }

@@ -46,10 +46,21 @@ pub(crate) enum FromWorker {
         /// Connections the worker accepted itself (worker-accept policies).
         accepted: u32,
     },
+    /// The worker confirmed it took a connection it was handed (a Node worker's
+    /// `accepted: true`); it is no longer in flight.
+    Taken,
     /// The worker gave a connection back without serving it (a Node server that is
     /// closing or at its `maxConnections`): dispatch it to another worker.
-    #[allow(dead_code)] // herd's own workers never give one back; Node's do
     Rejected(Accepted),
+    /// The worker stopped listening on `listener` (a Node `server.close()`): it gets no
+    /// more of its connections.
+    Unlisten {
+        /// The listener.
+        listener: ListenerId,
+    },
+    /// The worker is leaving on its own (Node's `cluster.worker.disconnect()`): it gets
+    /// nothing new; its exit is respawned like any other.
+    Leaving,
     /// A user message (`process.send`, `Worker::send`), as the worker's bytes.
     Message(Vec<u8>),
 }
@@ -98,8 +109,9 @@ pub(crate) trait Link {
     /// closed. `Err` with [`io::ErrorKind::InvalidData`]: the worker broke the protocol.
     fn receive(&mut self, out: &mut Vec<FromWorker>) -> io::Result<bool>;
 
-    /// Answers listen request `req`.
-    fn reply_listen(&mut self, req: u64, grant: Result<Grant, String>) -> io::Result<()>;
+    /// Answers listen request `req` (with the bind error, if it failed: a Node worker gets
+    /// its errno).
+    fn reply_listen(&mut self, req: u64, grant: Result<Grant, io::Error>) -> io::Result<()>;
 
     /// The worker is dead: every connection it was given and did not take, and every one
     /// not yet sent.
@@ -112,7 +124,16 @@ pub(crate) trait Link {
     /// policy gives a worker its next connection only at 0.
     fn unacked(&self) -> u64;
 
-    /// The worker's queue was full at the last flush: dispatch passes it by until a flush
-    /// succeeds.
+    /// The worker's queue was full at the last flush (or it just gave a connection back):
+    /// dispatch passes it by until a flush succeeds (or [`Link::next_deadline`] passes).
     fn blocked(&self) -> bool;
+
+    /// When the link next needs the master's loop to look at it without an event (a
+    /// worker that gave a connection back is tried again then).
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// [`Link::next_deadline`] has passed: the link may take connections again.
+    fn on_deadline(&mut self, _now: std::time::Instant) {}
 }

@@ -224,6 +224,13 @@ impl Listeners {
         })
     }
 
+    /// Removes worker `key` from listener `id` (it closed its server there).
+    pub fn unsubscribe_from(&mut self, id: ListenerId, worker: usize) {
+        let l = self.get_mut(id);
+        l.subscribers.retain(|&w| w != worker);
+        l.gate.remove(worker);
+    }
+
     /// Adds worker `key` to listener `id`'s subscribers (once); returns its address.
     pub fn subscribe(&mut self, id: ListenerId, key: usize) -> SocketAddr {
         let l = self.get_mut(id);

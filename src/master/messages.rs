@@ -16,7 +16,7 @@
 //! [`Master::emit`] runs the user's event callback ([`crate::Cluster::on_event`]) and
 //! carries out what it asked through its [`Control`]: messages to workers, a reload, a stop.
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 
 use super::link::FromWorker;
 use super::{Master, Phase, WorkerState};
@@ -36,6 +36,10 @@ impl Master {
         for msg in messages {
             self.on_message(key, msg);
         }
+        // What the worker said may let the link send more (a Node worker's handle ack).
+        if self.workers.get(key).is_some_and(|w| w.link.has_unsent()) {
+            self.dirty.push(key);
+        }
         match open {
             Ok(true) => {}
             Ok(false) => self.disconnect(key),
@@ -45,7 +49,7 @@ impl Master {
                 };
                 if e.kind() == std::io::ErrorKind::InvalidData {
                     log::error!("worker {}: {e}; killing it", w.id);
-                    let _ = kill(w.pid, Signal::SIGKILL);
+                    w.signal(Signal::SIGKILL);
                 } else {
                     log::debug!("worker {}: channel: {e}", w.id);
                 }
@@ -89,9 +93,30 @@ impl Master {
                     self.room_freed();
                 }
             }
+            FromWorker::Taken => {
+                w.load.open = w.load.open.saturating_sub(1);
+                w.load.taken += 1;
+                self.node_acknowledged(key);
+                self.room_freed();
+            }
             FromWorker::Rejected(conn) => {
                 w.load.open = w.load.open.saturating_sub(1);
+                log::debug!("worker {id} gave a connection back; handing it to another");
+                self.node_acknowledged(key);
                 self.dispatch(conn);
+            }
+            FromWorker::Unlisten { listener } => {
+                log::info!(
+                    "worker {id} stopped listening on {}",
+                    self.listeners.get(listener).local
+                );
+                self.listeners.unsubscribe_from(listener, key);
+            }
+            FromWorker::Leaving => {
+                log::info!("worker {id} is leaving (it disconnected itself)");
+                if w.state == WorkerState::Online || w.state == WorkerState::Starting {
+                    w.state = WorkerState::Stopping;
+                }
             }
             FromWorker::Message(payload) => self.emit(&Event::Message {
                 worker: id,
@@ -114,7 +139,7 @@ impl Master {
             }
             Err(e) => {
                 log::warn!("worker {id}: listen {addr}: {e}");
-                (Err(e.to_string()), None)
+                (Err(e), None)
             }
         };
         let w = &mut self.workers[key];
@@ -138,6 +163,18 @@ impl Master {
         self.hand_out_waiting();
     }
 
+    /// Queues a user message for worker `to` (or every live worker).
+    pub(super) fn send_message(&mut self, to: Option<crate::worker::WorkerId>, msg: &[u8]) {
+        for (key, w) in self.workers.iter_mut() {
+            if w.state != WorkerState::Disconnected && to.map_or(true, |id| id == w.id) {
+                match w.link.queue_message(msg) {
+                    Ok(()) => self.dirty.push(key),
+                    Err(why) => log::error!("worker {}: {why}", w.id),
+                }
+            }
+        }
+    }
+
     /// Runs the user's event callback, then carries out what it asked for.
     pub(super) fn emit(&mut self, event: &Event<'_>) {
         let Some(cb) = self.on_event.as_mut() else {
@@ -154,14 +191,7 @@ impl Master {
         };
         cb(&mut control, event);
         for (to, msg) in control.outgoing {
-            for (key, w) in self.workers.iter_mut() {
-                if w.state != WorkerState::Disconnected && to.map_or(true, |id| id == w.id) {
-                    match w.link.queue_message(&msg) {
-                        Ok(()) => self.dirty.push(key),
-                        Err(why) => log::error!("worker {}: {why}", w.id),
-                    }
-                }
-            }
+            self.send_message(to, &msg);
         }
         if control.reload {
             self.request_reload("Control::reload");

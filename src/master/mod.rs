@@ -37,6 +37,7 @@ mod link;
 mod listeners;
 mod messages;
 pub(crate) mod ops;
+mod output;
 mod reload;
 mod restarts;
 mod signals;
@@ -44,7 +45,9 @@ mod supervisor;
 mod systemd;
 mod upgrade;
 
-pub(crate) use launch::ForkLaunch;
+pub(crate) use accept::Accepted;
+pub(crate) use launch::{ForkLaunch, Launch, LaunchContext, Launched};
+pub(crate) use link::{FromWorker, Grant, Link};
 pub(crate) use supervisor::thread_count;
 
 use std::io;
@@ -59,9 +62,6 @@ use crate::channel::ListenerId;
 use crate::config::ClusterConfig;
 use crate::event::{EventCallback, Shutdown};
 use crate::worker::WorkerId;
-use accept::Accepted;
-use launch::Launch;
-use link::Link;
 use listeners::Listeners;
 use supervisor::Slot;
 
@@ -72,7 +72,8 @@ use supervisor::Slot;
 /// 1 ..= 65536           listener i at 1 + i
 /// WORKER_BASE - 1       the binary upgrade's ready pipe
 /// WORKER_BASE ..        worker key k at WORKER_BASE + k (its link's fd)
-/// ADMIN ..              the admin listener and its connections (admin's own sub-range)
+/// OUTPUT_BASE ..        output pipe k at OUTPUT_BASE + k (an exec'd worker's stdout, stderr)
+/// ADMIN_BASE ..         the admin listener and its connections (admin's own sub-range)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wake {
@@ -80,6 +81,7 @@ enum Wake {
     Listener(ListenerId),
     ReadyPipe,
     Worker(usize),
+    Output(usize),
     Admin(Token),
 }
 
@@ -90,7 +92,9 @@ const LISTENER_BASE: usize = 1;
 const WORKER_BASE: usize = 1 << 20;
 /// The binary upgrade's ready pipe.
 const READY_PIPE: Token = Token(WORKER_BASE - 1);
-/// The admin endpoint's tokens start here (see [`admin`]): above every worker key.
+/// Output pipe `k` has token `OUTPUT_BASE + k`.
+const OUTPUT_BASE: usize = 1 << 32;
+/// The admin endpoint's tokens start here (see [`admin`]): above every other range.
 const ADMIN_BASE: usize = 1 << 40;
 
 impl Wake {
@@ -99,6 +103,7 @@ impl Wake {
             0 => Wake::Signals,
             t if t == READY_PIPE.0 => Wake::ReadyPipe,
             t if t >= ADMIN_BASE => Wake::Admin(token),
+            t if t >= OUTPUT_BASE => Wake::Output(t - OUTPUT_BASE),
             t if t >= WORKER_BASE => Wake::Worker(t - WORKER_BASE),
             t => Wake::Listener((t - LISTENER_BASE) as ListenerId),
         }
@@ -139,6 +144,8 @@ pub(crate) struct Load {
     pub connections: u64,
     /// Requests this worker has reported answering, in all.
     pub requests: u64,
+    /// Connections the worker confirmed taking (a Node worker's `accepted` replies).
+    pub taken: u64,
 }
 
 /// The master's record of one worker process.
@@ -159,9 +166,21 @@ pub(crate) struct WorkerProc {
     pub load: Load,
     /// The channel is registered for write readiness (a send found the worker's queue full).
     write_armed: bool,
+    /// It leads its own process group (an exec'd program): signal the group.
+    group: bool,
 }
 
 impl WorkerProc {
+    /// Sends `sig` to the worker (to its process group, if it leads one, so that a shell
+    /// wrapper's children get it too).
+    pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = if self.group {
+            nix::sys::signal::killpg(self.pid, sig)
+        } else {
+            nix::sys::signal::kill(self.pid, sig)
+        };
+    }
+
     /// Whether this worker is online with room for another connection under `limit`.
     fn takes_connections(&self, limit: u64) -> bool {
         self.state == WorkerState::Online && self.load.open < limit && !self.link.blocked()
@@ -212,6 +231,12 @@ pub struct Master {
     exits: u64,
     /// Reload, upgrade, restart limit, systemd, privileges ([`ops`]).
     ops: ops::Ops,
+    /// Exec'd workers' output pipes ([`output`]).
+    outputs: Slab<crate::exec::output::WorkerOutput>,
+    /// Output pipes to read again this turn (they had bytes left after their budget).
+    outputs_pending: Vec<usize>,
+    /// Where worker output goes (herd's stdout and stderr, or `--log-file`).
+    sink: Option<crate::exec::output::LogSink>,
 }
 
 impl std::fmt::Debug for Master {
@@ -231,6 +256,7 @@ impl Master {
         config: ClusterConfig,
         on_event: Option<EventCallback>,
         launch: Box<dyn Launch>,
+        sink: Option<crate::exec::output::LogSink>,
     ) -> io::Result<Master> {
         let max_connections = accept::connection_limit(config.max_connections);
         let ops = ops::Ops::new(&config)?;
@@ -262,6 +288,9 @@ impl Master {
             exits: 0,
             ops,
             config,
+            outputs: Slab::new(),
+            outputs_pending: Vec::new(),
+            sink,
         };
         if let Some(first) = master.ops.upgrade.first_id {
             master.next_id = first;
@@ -319,9 +348,11 @@ impl Master {
                             }
                         }
                     }
+                    Wake::Output(key) => self.read_output(key),
                     Wake::Listener(id) => self.listeners.get_mut(id).ready = true,
                 }
             }
+            self.read_pending_outputs();
             self.accept_ready();
             self.flush();
             self.timers();
@@ -330,6 +361,7 @@ impl Master {
             if let Phase::Stopping { .. } = self.phase {
                 if self.workers.is_empty() {
                     log::info!("master: all workers gone, exiting");
+                    self.flush_output();
                     let how = if self.forced {
                         Shutdown::Forced
                     } else {
@@ -344,13 +376,22 @@ impl Master {
     /// How long the loop may sleep: until the earliest timer, or not at all when an accept
     /// burst stopped short.
     fn next_timeout(&self) -> Option<Duration> {
-        if self.accept_again_now() {
+        if self.accept_again_now() || !self.outputs_pending.is_empty() {
             return Some(Duration::ZERO);
         }
         let mut deadlines: Vec<Instant> = self.slots.iter().filter_map(|s| s.respawn_at).collect();
         deadlines.extend(self.accept.paused_until);
+        deadlines.extend(
+            self.workers
+                .iter()
+                .filter_map(|(_, w)| w.link.next_deadline()),
+        );
         deadlines.extend(self.admin.as_ref().and_then(|a| a.next_deadline()));
         deadlines.extend(self.ops_deadline());
+        if self.sink.as_ref().is_some_and(|s| s.pending()) {
+            // Lines wait for herd's own output: try again soon.
+            deadlines.push(Instant::now() + Duration::from_millis(50));
+        }
         if let Phase::Stopping { deadline } = self.phase {
             deadlines.push(deadline);
         }
@@ -365,7 +406,20 @@ impl Master {
     fn timers(&mut self) {
         let now = Instant::now();
         self.accept.unpause(now);
+        // A link that was passed by for a moment (a worker that gave a connection back)
+        // may take connections again.
+        let mut due = false;
+        for (_, w) in self.workers.iter_mut() {
+            if w.link.next_deadline().is_some_and(|t| t <= now) {
+                w.link.on_deadline(now);
+                due = true;
+            }
+        }
+        if due {
+            self.room_freed();
+        }
         self.admin_tick(now);
+        self.output_tick(now);
         self.respawn_due(now);
         if let Phase::Stopping { deadline } = self.phase {
             if now >= deadline && !self.forced {

@@ -176,19 +176,22 @@ impl Master {
         .min()
     }
 
-    /// Every slot's worker is online and takes connections from every open listener.
+    /// Every slot's worker is online and takes connections from every open listener (and
+    /// there is one: workers that listen on demand, as Node's do, are not ready before).
     pub(super) fn all_listening(&self) -> bool {
-        self.slots.iter().all(|slot| {
-            slot.worker.is_some_and(|key| {
-                self.workers
-                    .get(key)
-                    .is_some_and(|w| w.state == WorkerState::Online)
-                    && self.listeners.ids().all(|id| {
-                        let l = self.listeners.get(id);
-                        l.socket.is_none() || l.subscribers.contains(&key)
-                    })
+        let any_open = (self.listeners.ids()).any(|id| self.listeners.get(id).socket.is_some());
+        any_open
+            && self.slots.iter().all(|slot| {
+                slot.worker.is_some_and(|key| {
+                    self.workers
+                        .get(key)
+                        .is_some_and(|w| w.state == WorkerState::Online)
+                        && self.listeners.ids().all(|id| {
+                            let l = self.listeners.get(id);
+                            l.socket.is_none() || l.subscribers.contains(&key)
+                        })
+                })
             })
-        })
     }
 
     /// A worker was reaped. Returns true when its slot must not be respawned: it was a

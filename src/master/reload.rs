@@ -29,7 +29,7 @@
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 
 use super::{systemd, Master, Phase, WorkerProc, WorkerState};
 use crate::channel::ListenerId;
@@ -204,7 +204,7 @@ impl Master {
                             step.new_id,
                         );
                         if let Some(w) = self.workers.get(new_key).filter(|w| w.id == new_id) {
-                            let _ = kill(w.pid, Signal::SIGKILL);
+                            w.signal(Signal::SIGKILL);
                         }
                         if old_alive {
                             self.slots[slot].worker = Some(old_key);
@@ -233,7 +233,7 @@ impl Master {
                             old.id,
                             self.config.shutdown_timeout
                         );
-                        let _ = kill(old.pid, Signal::SIGKILL);
+                        old.signal(Signal::SIGKILL);
                     }
                     return;
                 }

@@ -17,11 +17,12 @@ use nix::sys::signal::Signal;
 use signal_hook::low_level::pipe;
 
 /// The signals the master acts on.
-pub const HANDLED: [Signal; 6] = [
+pub const HANDLED: [Signal; 7] = [
     Signal::SIGCHLD,
     Signal::SIGTERM,
     Signal::SIGINT,
     Signal::SIGHUP,
+    Signal::SIGUSR1,
     Signal::SIGUSR2,
     Signal::SIGQUIT,
 ];
@@ -93,6 +94,7 @@ impl super::Master {
                     self.kill_all();
                 }
                 Signal::SIGHUP => self.request_reload("SIGHUP"),
+                Signal::SIGUSR1 => self.reopen_output(),
                 Signal::SIGUSR2 => self.start_upgrade(),
                 other => log::info!("master: {other} ignored"),
             }

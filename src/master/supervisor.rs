@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -147,6 +147,7 @@ impl Master {
         master_fds.extend(self.workers.iter().flat_map(|(_, w)| w.link.fds()));
         master_fds.extend(self.admin.iter().flat_map(|a| a.fds()));
         master_fds.extend(self.ops.fds());
+        master_fds.extend(self.output_fds());
         let policy = self.config.policy;
         let launched = self.launch.launch(LaunchContext {
             id,
@@ -177,7 +178,9 @@ impl Master {
             link: launched.link,
             load: Load::default(),
             write_armed: false,
+            group: launched.group,
         });
+        self.watch_outputs(launched.outputs);
         self.slots[slot].worker = Some(key);
         log::info!("fork: worker {id} (pid {pid})");
         self.emit(&Event::Fork {
@@ -219,6 +222,7 @@ impl Master {
             self.read_worker(key);
             self.disconnect(key);
             let w = self.workers.remove(key);
+            self.drain_outputs_of(w.id);
             self.exits += 1;
             log::info!("worker {} exited ({status})", w.id);
             self.emit(&Event::Exit {
@@ -266,6 +270,7 @@ impl Master {
                 back.len()
             );
         }
+        log::info!("worker {id} disconnected");
         self.emit(&Event::Disconnect { worker: id });
         for conn in back {
             self.dispatch(conn);
@@ -276,7 +281,7 @@ impl Master {
     pub(super) fn kill_all(&mut self) {
         self.forced = true;
         for (_, w) in &self.workers {
-            let _ = kill(w.pid, Signal::SIGKILL);
+            w.signal(Signal::SIGKILL);
         }
     }
 

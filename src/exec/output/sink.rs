@@ -365,12 +365,26 @@ mod tests {
         }
     }
 
-    fn scratch_file(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("herd-sink-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        let _ = std::fs::remove_file(&path);
-        path
+    /// A directory of its own for one test, removed when the test ends.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("herd-sink-{}-{test}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn file(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     fn pipe() -> (std::fs::File, OwnedFd) {
@@ -380,7 +394,8 @@ mod tests {
 
     #[test]
     fn worker_lines_are_prefixed_and_cuts_marked_and_herds_own_are_not() {
-        let path = scratch_file("prefix.log");
+        let dir = Scratch::new("prefix");
+        let path = dir.file("prefix.log");
         let sink = LogSink::file(&path).unwrap();
         sink.line(Stream::Stdout, Origin::Worker(3), line(b"hello"));
         sink.line(Stream::Stderr, Origin::Worker(12), line(b""));
@@ -406,7 +421,8 @@ mod tests {
 
     #[test]
     fn timestamps_come_first_on_worker_lines_only() {
-        let path = scratch_file("timestamps.log");
+        let dir = Scratch::new("timestamps");
+        let path = dir.file("timestamps.log");
         let sink = LogSink::file(&path).unwrap().with_timestamps(true);
         sink.line(Stream::Stdout, Origin::Worker(1), line(b"up"));
         sink.master_writer().write_all(b"herd line\n").unwrap();
@@ -515,7 +531,8 @@ mod tests {
 
     #[test]
     fn reopen_starts_a_new_file_where_logrotate_moved_the_old_one() {
-        let path = scratch_file("rotate.log");
+        let dir = Scratch::new("rotate");
+        let path = dir.file("rotate.log");
         let moved = path.with_extension("log.1");
         let sink = LogSink::file(&path).unwrap();
         sink.line(Stream::Stdout, Origin::Worker(1), line(b"before"));

@@ -1,0 +1,398 @@
+//! What a Node.js worker says on its channel: one line, decoded into a [`FromWorker`].
+//!
+//! A line is *internal* when it is a JSON object whose `cmd` is a string longer than `NODE_`
+//! that starts with it (Node's `isInternal`, `internal/child_process`); anything else is a user
+//! message. Internal messages are typed here; an internal message herd does not know is an
+//! error ([`ProtocolError`]), as is a line that is not JSON, which would crash a Node peer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::json::{replace_lone_surrogates, same_place, RawJson};
+
+/// One decoded line from a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FromWorker {
+    /// A user message (`process.send(value)`): the JSON exactly as the worker wrote it.
+    User(RawJson),
+    /// `{act: "online"}`: the worker's cluster module is set up (before any user code runs).
+    Online,
+    /// `{act: "queryServer"}`: a server in the worker called `listen()` and asks herd for the
+    /// socket. The reply carries `ack: seq`.
+    QueryServer {
+        /// The worker's sequence number of this message.
+        seq: u64,
+        /// What to listen on.
+        query: ServerQuery,
+    },
+    /// `{act: "listening"}`: that server now listens. The fields are the `queryServer`'s, but
+    /// `port` is the port actually bound (so build the key from the `queryServer`, not this).
+    Listening(ServerQuery),
+    /// `{ack, accepted}`: the reply to herd's `newconn` number `ack`. `false` when the server
+    /// is closing or at its `maxConnections`: the connection must go to another worker.
+    Accepted {
+        /// herd's `seq` of the `newconn` this answers.
+        ack: u64,
+        /// Whether the worker took the connection.
+        accepted: bool,
+    },
+    /// `{act: "close", key}`: the worker closed that server (`server.close()`, or a disconnect).
+    Close {
+        /// The key herd gave the server in its `queryServer` reply.
+        key: String,
+    },
+    /// `{act: "exitedAfterDisconnect"}` (Node 4–6: `"suicide"`): the worker is leaving on its
+    /// own. After `cluster.worker.disconnect()` (which first closes its servers, each with a
+    /// `close`) it closes its channel once herd replies `{ack: seq}` and exits 0 when nothing
+    /// else keeps it alive; after `.destroy()` or `.kill()` (no `close`s) it exits 0 as soon
+    /// as the channel is closed. Send the ack and no `disconnect` (see [`Sequencer`]).
+    ///
+    /// [`Sequencer`]: super::Sequencer
+    ExitedAfterDisconnect {
+        /// The worker's sequence number of this message, for the ack.
+        seq: u64,
+    },
+    /// `NODE_HANDLE_ACK`: the worker got the fd of herd's last `NODE_HANDLE`.
+    HandleAck,
+    /// `NODE_HANDLE_NACK`: a `NODE_HANDLE` arrived without its fd (`MSG_CTRUNC`).
+    HandleNack,
+    /// `NODE_HANDLE`: the worker sent a handle (`process.send(msg, handle)`). herd must answer
+    /// `NODE_HANDLE_ACK`, or the worker queues every later message forever.
+    Handle {
+        /// `net.Native`, `net.Server`, `net.Socket`, `dgram.Native` or `dgram.Socket`.
+        handle_type: String,
+        /// The message sent with the handle, as the worker wrote it.
+        msg: RawJson,
+        /// For a `net.Socket` of one of the worker's servers, that server's connection key
+        /// (`4:127.0.0.1:3000`); the worker later asks about it with `NODE_SOCKET_*`.
+        key: Option<String>,
+    },
+    /// `NODE_SOCKET_NOTIFY_CLOSE`: the server whose socket the worker sent is closing; it
+    /// waits for `NODE_SOCKET_ALL_CLOSED` before its `close` callback runs.
+    SocketNotifyClose {
+        /// The server's connection key.
+        key: String,
+    },
+    /// `NODE_SOCKET_GET_COUNT`: `server.getConnections()` asks how many of the sockets it
+    /// sent are still open; it waits for `NODE_SOCKET_COUNT`.
+    SocketGetCount {
+        /// The server's connection key.
+        key: String,
+    },
+}
+
+/// The listen a worker asks for: the fields of its `queryServer` (and `listening`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerQuery {
+    /// Counts the worker's listens with the same address, port, type and fd, from 0: two
+    /// `listen(0)` in one worker are two servers.
+    pub index: u32,
+    /// Custom server data, echoed in the reply: `null` for `net`/`http`; for `tls`/`https`
+    /// `{"ticketKeys":"<hex>"}`, which the worker reads back (a `null` echo crashes it).
+    pub data: RawJson,
+    /// The host, already resolved by the worker (`127.0.0.1`, `::1`), or an absolute socket
+    /// path for a pipe; `None` (JSON `null`) for all interfaces.
+    pub address: Option<String>,
+    /// The port (0: any); -1 for a pipe; `None` (`null`) for a listen on an fd.
+    pub port: Option<i32>,
+    /// What kind of socket.
+    pub address_type: AddressType,
+    /// The worker's own fd number, for `listen({fd})`; `-1` for UDP; absent otherwise.
+    pub fd: Option<i32>,
+    /// libuv bind flags: 1 is `UV_TCP_IPV6ONLY` (`ipv6Only: true`); for UDP,
+    /// `UV_UDP_REUSEADDR` (4) and friends. Absent for a `listen(port)` without a host.
+    pub flags: Option<u32>,
+    /// The requested backlog; `None` when the worker left it to the default (Node sends 0 or
+    /// `false`, and listens with 511).
+    pub backlog: Option<u32>,
+    /// Pipes only: `readableAll` / `writableAll` (chmod the socket file).
+    pub readable_all: bool,
+    /// See [`ServerQuery::readable_all`].
+    pub writable_all: bool,
+}
+
+/// The `addressType` of a [`ServerQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressType {
+    /// `4`: TCP over IPv4, or all interfaces when the address is `null`.
+    Tcp4,
+    /// `6`: TCP over IPv6.
+    Tcp6,
+    /// `-1`: a Unix socket path.
+    Pipe,
+    /// `"udp4"`: a dgram socket (always shared, never round-robin, in Node's primary).
+    Udp4,
+    /// `"udp6"`.
+    Udp6,
+    /// `null`: `listen({fd})`, a listen on one of the worker's fds.
+    Fd,
+}
+
+impl AddressType {
+    /// As `${addressType}` prints it in JavaScript, for the key.
+    pub fn as_key_part(self) -> &'static str {
+        match self {
+            AddressType::Tcp4 => "4",
+            AddressType::Tcp6 => "6",
+            AddressType::Pipe => "-1",
+            AddressType::Udp4 => "udp4",
+            AddressType::Udp6 => "udp6",
+            AddressType::Fd => "null",
+        }
+    }
+}
+
+impl ServerQuery {
+    /// Node's key for this listen, `address:port:addressType:fd:index`, with JavaScript's
+    /// spelling of absent values (`null:3000:4:undefined:0`): the primary's handle table key,
+    /// sent in the reply and in every `newconn`, and echoed by `close`.
+    pub fn key(&self) -> String {
+        let address = self.address.as_deref().unwrap_or("null");
+        let port = self.port.map_or("null".to_string(), |p| p.to_string());
+        let fd = self.fd.map_or("undefined".to_string(), |fd| fd.to_string());
+        let kind = self.address_type.as_key_part();
+        format!("{address}:{port}:{kind}:{fd}:{}", self.index)
+    }
+}
+
+/// Why a line from a worker cannot be taken: the worker is broken or not a Node worker.
+/// Every case but [`ProtocolError::UnknownCmd`] means the link can no longer be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A line longer than the reader's limit (no `\n` within it).
+    LineTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The line is not one JSON value.
+    NotJson {
+        /// serde_json's reason, with the column.
+        reason: String,
+        /// The start of the line, for the log.
+        excerpt: String,
+    },
+    /// A `NODE_` message herd does not know (none that Node v4–v20 sends).
+    UnknownCmd(String),
+    /// A `NODE_CLUSTER` message with an `act` herd does not know.
+    UnknownAct(String),
+    /// A known message with a field missing or of the wrong type.
+    BadField {
+        /// The message (`queryServer`, `NODE_HANDLE`, …).
+        message: String,
+        /// The field.
+        field: &'static str,
+    },
+}
+
+impl ProtocolError {
+    pub(super) fn not_json(text: &str, e: &serde_json::Error) -> ProtocolError {
+        ProtocolError::NotJson {
+            reason: e.to_string(),
+            excerpt: ProtocolError::excerpt(text.as_bytes()),
+        }
+    }
+
+    /// The first 60 bytes of a line, lossily as text.
+    pub(super) fn excerpt(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned()
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::LineTooLong { limit } => {
+                write!(f, "a message longer than {limit} bytes")
+            }
+            ProtocolError::NotJson { reason, excerpt } => {
+                write!(f, "a line that is not JSON ({reason}): {excerpt:?}")
+            }
+            ProtocolError::UnknownCmd(cmd) => write!(f, "unknown internal message {cmd:?}"),
+            ProtocolError::UnknownAct(act) => write!(f, "unknown cluster act {act:?}"),
+            ProtocolError::BadField { message, field } => {
+                write!(f, "{message}: field `{field}` missing or of the wrong type")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// The top-level fields of an internal message, each as its JSON text in the copy with lone
+/// surrogates replaced (so that they parse as Rust strings).
+struct Fields<'a> {
+    map: BTreeMap<String, &'a RawValue>,
+    /// The message's name for errors: its `act`, or its `cmd`.
+    name: String,
+}
+
+impl<'a> Fields<'a> {
+    fn raw(&self, field: &str) -> Option<&'a RawValue> {
+        self.map.get(field).copied()
+    }
+
+    /// The field converted by `conv`; `None` when absent or `null`; an error when `conv`
+    /// does not take it.
+    fn get<T>(
+        &self,
+        field: &'static str,
+        conv: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Option<T>, ProtocolError> {
+        let Some(raw) = self.raw(field) else {
+            return Ok(None);
+        };
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(Value::Null) => Ok(None),
+            Ok(value) => conv(&value).map(Some).ok_or_else(|| self.bad(field)),
+            Err(_) => Err(self.bad(field)),
+        }
+    }
+
+    /// [`Fields::get`] for a field that must be there.
+    fn need<T>(
+        &self,
+        field: &'static str,
+        conv: impl Fn(&Value) -> Option<T>,
+    ) -> Result<T, ProtocolError> {
+        self.get(field, conv)?.ok_or_else(|| self.bad(field))
+    }
+
+    fn bad(&self, field: &'static str) -> ProtocolError {
+        ProtocolError::BadField {
+            message: self.name.clone(),
+            field,
+        }
+    }
+}
+
+fn string(v: &Value) -> Option<String> {
+    v.as_str().map(String::from)
+}
+
+fn int<T: TryFrom<i64>>(v: &Value) -> Option<T> {
+    v.as_i64().and_then(|n| T::try_from(n).ok())
+}
+
+impl FromWorker {
+    /// Decodes one line (without its `\n`).
+    pub fn decode(line: &[u8]) -> Result<FromWorker, ProtocolError> {
+        let raw = RawJson::from_bytes(line)?;
+        let text = raw.as_str();
+        if !text.trim_start_matches([' ', '\t', '\r']).starts_with('{') {
+            return Ok(FromWorker::User(raw));
+        }
+        let copy = replace_lone_surrogates(text);
+        let map: BTreeMap<String, &RawValue> =
+            serde_json::from_str(&copy).map_err(|e| ProtocolError::not_json(text, &e))?;
+        let cmd = match map
+            .get("cmd")
+            .map(|c| serde_json::from_str::<String>(c.get()))
+        {
+            Some(Ok(cmd)) if cmd.len() > "NODE_".len() && cmd.starts_with("NODE_") => cmd,
+            _ => return Ok(FromWorker::User(raw)),
+        };
+        let mut fields = Fields {
+            map,
+            name: cmd.clone(),
+        };
+        let original =
+            |part: &RawValue| RawJson::trusted(same_place(text, &copy, part.get()).into());
+        Ok(match cmd.as_str() {
+            "NODE_CLUSTER" => decode_cluster(&mut fields, original)?,
+            "NODE_HANDLE_ACK" => FromWorker::HandleAck,
+            "NODE_HANDLE_NACK" => FromWorker::HandleNack,
+            "NODE_HANDLE" => FromWorker::Handle {
+                handle_type: fields.need("type", string)?,
+                msg: original(fields.raw("msg").ok_or_else(|| fields.bad("msg"))?),
+                key: fields.get("key", string)?,
+            },
+            "NODE_SOCKET_NOTIFY_CLOSE" => FromWorker::SocketNotifyClose {
+                key: fields.need("key", string)?,
+            },
+            "NODE_SOCKET_GET_COUNT" => FromWorker::SocketGetCount {
+                key: fields.need("key", string)?,
+            },
+            _ => return Err(ProtocolError::UnknownCmd(cmd)),
+        })
+    }
+}
+
+/// A `NODE_CLUSTER` message: `{cmd, act, …, seq}`, or a reply `{cmd, ack, …, seq}`.
+fn decode_cluster(
+    fields: &mut Fields<'_>,
+    original: impl Fn(&RawValue) -> RawJson,
+) -> Result<FromWorker, ProtocolError> {
+    let Some(act) = fields.get("act", string)? else {
+        // The one reply a worker sends: to newconn.
+        fields.name = "newconn reply".into();
+        fields.need("seq", Value::as_u64)?;
+        return Ok(FromWorker::Accepted {
+            ack: fields.need("ack", Value::as_u64)?,
+            accepted: fields.need("accepted", Value::as_bool)?,
+        });
+    };
+    fields.name.clone_from(&act);
+    let fields = &*fields;
+    // Every message Node's cluster module sends is numbered (`sendHelper`).
+    let seq = || fields.need("seq", Value::as_u64);
+    Ok(match act.as_str() {
+        "online" => {
+            seq()?;
+            FromWorker::Online
+        }
+        "queryServer" => FromWorker::QueryServer {
+            seq: seq()?,
+            query: decode_query(fields, original)?,
+        },
+        "listening" => {
+            seq()?;
+            FromWorker::Listening(decode_query(fields, original)?)
+        }
+        "close" => {
+            seq()?;
+            FromWorker::Close {
+                key: fields.need("key", string)?,
+            }
+        }
+        "exitedAfterDisconnect" | "suicide" => FromWorker::ExitedAfterDisconnect { seq: seq()? },
+        _ => return Err(ProtocolError::UnknownAct(act)),
+    })
+}
+
+fn decode_query(
+    fields: &Fields<'_>,
+    original: impl Fn(&RawValue) -> RawJson,
+) -> Result<ServerQuery, ProtocolError> {
+    let address_type = match fields.raw("addressType").map(RawValue::get) {
+        Some("4") => AddressType::Tcp4,
+        Some("6") => AddressType::Tcp6,
+        Some("-1") => AddressType::Pipe,
+        Some("\"udp4\"") => AddressType::Udp4,
+        Some("\"udp6\"") => AddressType::Udp6,
+        Some("null") => AddressType::Fd,
+        _ => return Err(fields.bad("addressType")),
+    };
+    if fields.raw("port").is_none() {
+        return Err(fields.bad("port"));
+    }
+    // `backlog || 511` in Node: 0, false and absent all mean the default.
+    let backlog = match fields.raw("backlog").map(RawValue::get) {
+        None | Some("false") => None,
+        Some(_) => Some(fields.need("backlog", int::<u32>)?).filter(|&b| b > 0),
+    };
+    Ok(ServerQuery {
+        index: fields.need("index", int::<u32>)?,
+        data: fields.raw("data").map_or_else(RawJson::null, &original),
+        address: fields.get("address", string)?,
+        port: fields.get("port", int::<i32>)?,
+        address_type,
+        fd: fields.get("fd", int::<i32>)?,
+        flags: fields.get("flags", int::<u32>)?,
+        backlog,
+        readable_all: fields.get("readableAll", Value::as_bool)?.unwrap_or(false),
+        writable_all: fields.get("writableAll", Value::as_bool)?.unwrap_or(false),
+    })
+}
