@@ -8,7 +8,9 @@
 mod common;
 mod proxy_support;
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
 
 use common::*;
 use proxy_support::*;
@@ -543,6 +545,66 @@ fn refused_responses_are_502_and_their_connection_is_closed() {
     p.log.wait_for("proxy error: invalid response body: ");
     p.log
         .wait_for("proxy error: 101 to a request without Upgrade");
+}
+
+#[test]
+fn a_response_body_that_breaks_after_it_began_to_stream_is_cut_off_and_its_connection_closed() {
+    // The target sends the head and a first chunk, waits until the client has them, then
+    // sends a chunk line that is not one.
+    let go = Arc::new((Mutex::new(false), Condvar::new()));
+    let wait = go.clone();
+    let target = TestServer::start(move |r, stats| {
+        let (mut r, mut w) = recording(r, stats);
+        if read_head(&mut r).is_none() {
+            return;
+        }
+        w.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\ngood\r\n")
+            .unwrap();
+        let (ready, cv) = &*wait;
+        drop(
+            cv.wait_while(ready.lock().unwrap(), |ready| !*ready)
+                .unwrap(),
+        );
+        let _ = w.write_all(b"zz\r\nbad\r\n0\r\n\r\n");
+        let mut sink = [0u8; 64];
+        while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+        stats.closed_by_peer.fetch_add(1, Ordering::SeqCst);
+    });
+    let p = proxy(&[target.url()], &[]);
+    let mut s = connect(p.addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"4\r\ngood\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let (ready, cv) = &*go;
+    *ready.lock().unwrap() = true;
+    cv.notify_all();
+    // Cut off: the client never sees the end of the body, nor anything of the bad chunk.
+    let rest = read_until_closed(&mut s);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    target.wait_all_closed();
+    p.log.wait_for("proxy error: invalid response body: ");
+}
+
+#[test]
+fn a_response_head_with_bare_lf_reaches_the_client_as_crlf() {
+    let target = scripted(vec![
+        b"HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 2\n\nok".to_vec()
+    ]);
+    let p = proxy(&[target.url()], &[]);
+    let mut s = connect(p.addr);
+    s.write_all(b"GET /0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let got = read_until_closed(&mut s);
+    assert!(only_crlf(&got), "{:?}", String::from_utf8_lossy(&got));
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\nX-A: 1\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
 }
 
 #[test]
