@@ -697,11 +697,19 @@ fn a_request_sent_just_after_the_drain_began_is_answered() {
     let mut idle_r = BufReader::new(idle.try_clone().unwrap());
     assert_eq!(get_on(&mut idle, &mut idle_r, "/").status, 200);
     let mut fresh = connect(p.addr);
+    let opened = std::time::Instant::now();
     let fresh_r = BufReader::new(fresh.try_clone().unwrap());
     let from = fresh.local_addr().unwrap();
     wait_until("the worker to hold the fresh connection", || {
         holds_connection_from(worker, from)
     });
+    // The fresh connection is older than the drain's grace when the drain begins: its
+    // grace still counts from the drain, not from its arrival.
+    let grace = herd::http::Timeouts::default().drain_grace;
+    wait_until(
+        "the fresh connection to be older than the drain grace",
+        || opened.elapsed() > grace,
+    );
     p.signal(libc::SIGTERM);
     p.log.wait_for("worker 1 draining");
     // Both requests leave after the drain began, as a request already on the wire during a

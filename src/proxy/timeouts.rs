@@ -102,9 +102,14 @@ impl ProxyService {
         let draining = self.drain_started.is_some();
         if client.requests == 0 {
             // Nothing received yet: the request timeout applies from the connection's
-            // arrival; while draining, only a short grace.
-            let limit = if draining { t.drain_grace } else { t.request };
-            if now.duration_since(client.opened) > limit {
+            // arrival; while draining, only a short grace, from the arrival or the start of
+            // the drain, whichever is later (a connection that arrived long before the drain
+            // may have its request on the wire as the drain begins).
+            let (limit, since) = match self.drain_started {
+                Some(started) => (t.drain_grace, client.opened.max(started)),
+                None => (t.request, client.opened),
+            };
+            if now.duration_since(since) > limit {
                 if draining {
                     self.close_client(cx, ck, false);
                 } else {
