@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# compare-peers.sh: benchmark herd against its peers (Node.js cluster, nginx)
-# serving the same "hello world" over HTTP/1.1 on 127.0.0.1.
+# compare-peers.sh: benchmark herd against its peers (Node.js cluster, nginx; as a
+# reverse proxy, nginx, HAProxy, node-http-proxy) serving the same "hello world" over
+# HTTP/1.1 on 127.0.0.1.
 #
 # For each server in $SERVERS, one at a time (so they never compete for the
 # CPU): start it with $WORKERS workers on a free port, wait until it accepts
@@ -21,7 +22,8 @@
 #                herd_batch1, nginx_deferred, herd_base (HERD_BASE_BIN: another herd build),
 #                node_primary and herd_node (one Node program under Node's primary, under herd)
 #   PROXY=1      reverse proxies instead: SERVERS defaults to "herd_proxy nginx_proxy
-#                node_proxy", each in front of the same three one-worker nginx backends
+#                haproxy_proxy node_proxy", each in front of the same three one-worker
+#                nginx backends
 #   DURATION     seconds per wrk run (default 10)
 #   WORKERS      workers per server (default 2)
 #   CONNECTIONS  wrk connections (default 64)
@@ -45,7 +47,7 @@ PEERS_DIR=$SCRIPT_DIR/peers
 source "$SCRIPT_DIR/lib.sh"
 
 if [[ ${PROXY:-0} == 1 ]]; then
-    SERVERS=${SERVERS:-herd_proxy nginx_proxy node_proxy}
+    SERVERS=${SERVERS:-herd_proxy nginx_proxy haproxy_proxy node_proxy}
 fi
 SERVERS=${SERVERS:-herd node nginx}
 DURATION=${DURATION:-10}
@@ -85,6 +87,8 @@ trap 'exit 143' TERM
 wants() { [[ " $SERVERS " == *" $1 "* ]]; }
 # wants_kind KIND: a server named KIND or KIND_<variant> is requested.
 wants_kind() { [[ " $SERVERS " == *" $1 "* || " $SERVERS " == *" $1_"* ]]; }
+# wants_nginx: nginx runs, as a server or as the proxies' backends.
+wants_nginx() { wants_kind nginx || [[ " $SERVERS " == *"_proxy "* ]]; }
 
 # ---------------------------------------------------------------- setup ----
 
@@ -92,7 +96,8 @@ install_deps() {
     local pkgs=()
     have wrk || pkgs+=(wrk)
     have curl || pkgs+=(curl)
-    if wants_kind nginx && ! have nginx && [[ ! -x /usr/sbin/nginx ]]; then pkgs+=(nginx-light); fi
+    if wants_nginx && ! have nginx && [[ ! -x /usr/sbin/nginx ]]; then pkgs+=(nginx-light); fi
+    if wants_kind haproxy && ! have haproxy && [[ ! -x /usr/sbin/haproxy ]]; then pkgs+=(haproxy); fi
     ((${#pkgs[@]} == 0)) && return 0
     ((EUID == 0)) || die "missing ${pkgs[*]}, and installing needs root"
     log "installing ${pkgs[*]}"
@@ -101,6 +106,7 @@ install_deps() {
 }
 
 NGINX_BIN=
+HAPROXY_BIN=
 HERD_BIN=${HERD_BIN:-}
 
 prepare() {
@@ -114,9 +120,12 @@ prepare() {
     if wants node; then
         have node || die "node is not installed (v20 expected)"
     fi
-    if wants_kind nginx; then
+    if wants_nginx; then
         NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
         ((EUID == 0)) || die "nginx is run as root (its workers drop to nobody); run this as root"
+    fi
+    if wants_kind haproxy; then
+        HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
     fi
     if wants_kind herd; then
         if [[ -z $HERD_BIN ]]; then
@@ -241,6 +250,26 @@ start_nginx_proxy() {
     SERVER_PORT[$name]=$port
 }
 
+# HAProxy (Debian's package): WORKERS threads in one process, round-robin, `http-reuse
+# always` (scripts/peers/haproxy-proxy.cfg.template).
+start_haproxy_proxy() {
+    local name=$1 port prefix url i=0 servers=""
+    start_backends
+    for url in "${BACKEND_URLS[@]}"; do
+        servers+="    server backend$i ${url#http://}\n"
+        i=$((i + 1))
+    done
+    port=$(free_port)
+    prefix=$WORK_DIR/$name
+    mkdir -p "$prefix"
+    sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@PORT@|$port|g" -e "s|@SERVERS@|$servers|" \
+        "$PEERS_DIR/haproxy-proxy.cfg.template" >"$prefix/haproxy.cfg"
+    "$HAPROXY_BIN" -c -q -f "$prefix/haproxy.cfg" >&2 || die "$name: invalid configuration $prefix/haproxy.cfg"
+    # -db: stay in the foreground, so that `launch` holds its pid.
+    launch "$name" "$WORK_DIR/$name.log" "$HAPROXY_BIN" -db -f "$prefix/haproxy.cfg"
+    SERVER_PORT[$name]=$port
+}
+
 # The seed's node-http-proxy program (one process: the seed has no workers).
 start_node_proxy() {
     local name=$1 port
@@ -328,8 +357,8 @@ report() {
     done
     local ours peer pair printed=0
     # Servers are compared with servers, proxies with proxies, the Node program with itself.
-    for pair in herd/nginx herd/node herd/herd_base herd_proxy/nginx_proxy herd_proxy/node_proxy \
-        herd_node/node_primary; do
+    for pair in herd/nginx herd/node herd/herd_base herd_proxy/nginx_proxy \
+        herd_proxy/haproxy_proxy herd_proxy/node_proxy herd_node/node_primary; do
         ours=${pair%/*} peer=${pair#*/}
         [[ -n ${RPS_KA[$ours]:-} && -n ${RPS_KA[$peer]:-} ]] || continue
         ((printed)) || echo
@@ -351,7 +380,8 @@ versions() {
     local v=()
     { wants node || wants node_proxy || wants node_primary || wants herd_node; } &&
         v+=("node $(node --version)")
-    wants_kind nginx && v+=("$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/|nginx |')")
+    wants_nginx && v+=("$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/|nginx |')")
+    wants_kind haproxy && v+=("$("$HAPROXY_BIN" -v 2>&1 | awk 'NR == 1 { print "haproxy " $3 }')")
     # wrk --version exits 1 after printing.
     v+=("$( (wrk --version 2>&1 || true) | awk 'NR == 1 { print "wrk " $2 }')")
     log "versions: ${v[*]}"

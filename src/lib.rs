@@ -25,6 +25,8 @@
 //!   ([`worker::HttpService`]).
 //! * [`http`]: HTTP/1.1 as a sans-IO state machine (parse, frame, respond), driven by the
 //!   worker's [`worker::HttpService`].
+//! * [`proxy_protocol`]: HAProxy's PROXY protocol (v1, v2), sans IO: the header a balancer
+//!   puts in front of a relayed connection to name the real client.
 //! * [`exec`]: workers that are programs (`herd run -- CMD`): spawn, output, readiness.
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
@@ -56,6 +58,7 @@ pub(crate) mod master;
 pub mod node;
 pub mod policy;
 pub mod proxy;
+pub mod proxy_protocol;
 pub(crate) mod reuseport;
 mod sys;
 pub mod url;

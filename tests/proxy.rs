@@ -3,209 +3,15 @@
 //! connections, send garbage, close mid-response, stream large bodies, echo a WebSocket).
 
 mod common;
+mod proxy_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use common::*;
-
-/// `herd proxy --listen 127.0.0.1:0 --workers 1 --target …` plus `args`.
-fn proxy(targets: &[String], args: &[&str]) -> Herd {
-    Herd::start(proxy_command(targets, args), 1)
-}
-
-/// The command [`proxy`] runs, for tests that change its environment.
-fn proxy_command(targets: &[String], args: &[&str]) -> Command {
-    let mut cmd = Command::new(herd_bin());
-    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--workers", "1"]);
-    for t in targets {
-        cmd.args(["--target", t]);
-    }
-    cmd.args(args);
-    cmd
-}
-
-fn url(addr: SocketAddr) -> String {
-    format!("http://{addr}")
-}
-
-/// A port that refuses connections and that no other test can take while this is alive:
-/// a socket bound without `SO_REUSEADDR` and never listening. (Binding and releasing a port
-/// is not enough: tests run in parallel, and another test's herd may get the same port.)
-struct ClosedPort {
-    _socket: std::os::fd::OwnedFd,
-    addr: SocketAddr,
-}
-
-fn closed_port() -> ClosedPort {
-    use nix::sys::socket::{
-        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
-    };
-    let socket = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .unwrap();
-    bind(
-        std::os::fd::AsRawFd::as_raw_fd(&socket),
-        &SockaddrIn::new(127, 0, 0, 1, 0),
-    )
-    .unwrap();
-    let local: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&socket)).unwrap();
-    ClosedPort {
-        _socket: socket,
-        addr: SocketAddr::from((local.ip(), local.port())),
-    }
-}
-
-/// What a test server saw.
-#[derive(Default)]
-struct Stats {
-    accepted: AtomicUsize,
-    /// Connections on which the server read EOF from the proxy.
-    closed_by_peer: AtomicUsize,
-}
-
-/// A test target: a thread per connection running `serve`.
-struct TestServer {
-    addr: SocketAddr,
-    stats: Arc<Stats>,
-}
-
-impl TestServer {
-    fn start(serve: fn(BufReader<TcpStream>, &Stats)) -> TestServer {
-        Self::bind(TcpListener::bind("127.0.0.1:0").unwrap(), serve)
-    }
-
-    fn bind(listener: TcpListener, serve: fn(BufReader<TcpStream>, &Stats)) -> TestServer {
-        let addr = listener.local_addr().unwrap();
-        let stats = Arc::new(Stats::default());
-        let s = stats.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { break };
-                s.accepted.fetch_add(1, Ordering::SeqCst);
-                let s = s.clone();
-                std::thread::spawn(move || serve(BufReader::new(conn), &s));
-            }
-        });
-        TestServer { addr, stats }
-    }
-
-    fn url(&self) -> String {
-        url(self.addr)
-    }
-
-    fn accepted(&self) -> usize {
-        self.stats.accepted.load(Ordering::SeqCst)
-    }
-}
-
-/// Reads a request head (lines up to the empty one); `None` at EOF.
-fn read_head(r: &mut BufReader<TcpStream>) -> Option<Vec<String>> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end().to_string();
-        if line.is_empty() {
-            return Some(lines);
-        }
-        lines.push(line);
-    }
-}
-
-fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
-    head.iter().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// Reads a body framed by `head` (Content-Length or chunked), passing its bytes to `sink`.
-fn read_body(r: &mut impl BufRead, head: &[String], mut sink: impl FnMut(&[u8])) -> bool {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut copy = |r: &mut dyn BufRead, mut n: usize| -> bool {
-        while n > 0 {
-            let want = n.min(buf.len());
-            if r.read_exact(&mut buf[..want]).is_err() {
-                return false;
-            }
-            sink(&buf[..want]);
-            n -= want;
-        }
-        true
-    };
-    if header(head, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return false;
-            }
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap(), 16).unwrap();
-            if size == 0 {
-                // Trailers up to the empty line.
-                loop {
-                    let mut t = String::new();
-                    if r.read_line(&mut t).unwrap_or(0) == 0 {
-                        return false;
-                    }
-                    if t.trim_end().is_empty() {
-                        return true;
-                    }
-                }
-            }
-            if !copy(r, size) {
-                return false;
-            }
-            let mut crlf = [0u8; 2];
-            if r.read_exact(&mut crlf).is_err() {
-                return false;
-            }
-        }
-    }
-    let len = header(head, "content-length").map_or(0, |v| v.parse().unwrap());
-    copy(r, len)
-}
-
-/// A keep-alive server answering every request with its name, then the request head it
-/// received (so tests can check what the proxy forwarded).
-fn named(name: &'static str) -> TestServer {
-    // `TestServer::start` takes a fn pointer, which cannot capture `name`: one closure per name.
-    fn serve(mut r: BufReader<TcpStream>, name: &str) {
-        while let Some(head) = read_head(&mut r) {
-            read_body(&mut r, &head, |_| {});
-            let body = format!("{name}\n{}", head.join("\n"));
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if r.get_mut().write_all(resp.as_bytes()).is_err() {
-                return;
-            }
-        }
-    }
-    match name {
-        "A" => TestServer::start(|r, _| serve(r, "A")),
-        "B" => TestServer::start(|r, _| serve(r, "B")),
-        "C" => TestServer::start(|r, _| serve(r, "C")),
-        _ => unreachable!(),
-    }
-}
-
-/// GET `path` on an open keep-alive connection; the response.
-fn get_on(s: &mut TcpStream, r: &mut BufReader<TcpStream>, path: &str) -> Response {
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: front.test\r\n\r\n").as_bytes())
-        .unwrap();
-    read_response(r, false).expect("a response")
-}
+use proxy_support::*;
 
 #[test]
 fn round_robin_per_request_over_pooled_connections() {
@@ -603,11 +409,49 @@ fn all_targets_down_is_502() {
     assert_eq!(resp.status, 502);
     assert!(resp.text().contains("Bad Gateway"), "{}", resp.text());
     p.log.wait_for("proxy error: connect: Connection refused");
-    // Once both are marked down, the answer comes without trying them.
+    // Once both are marked down, each request still tries the one whose back-off ends
+    // first: the 502 says that attempt failed, not only that the targets were marked.
     for _ in 0..3 {
         assert_eq!(get(p.addr, "/").status, 502);
     }
-    p.log.wait_for("proxy error: all 2 targets are down");
+    p.log
+        .wait_for("proxy: every target is marked down; trying target ");
+    let refusals = p.log.wait_for_n(5, |l| l.contains("Connection refused"));
+    assert!(refusals.len() >= 5, "{refusals:?}");
+}
+
+/// A target that answers `GET /0` with garbage and anything else with `200 ok`.
+fn garbage_on_path_0() -> TestServer {
+    scripted(vec![
+        b"SPDY/9 what\r\n\r\n".to_vec(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    ])
+}
+
+#[test]
+fn one_bad_response_does_not_take_a_single_target_down() {
+    let target = garbage_on_path_0();
+    let p = proxy(&[target.url()], &[]);
+    assert_eq!(get(p.addr, "/0").status, 502);
+    // The very next request is served.
+    let resp = get(p.addr, "/1");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+}
+
+#[test]
+fn a_target_marked_down_still_serves_when_it_is_the_only_one() {
+    let target = garbage_on_path_0();
+    let p = proxy(&[target.url()], &[]);
+    assert_eq!(get(p.addr, "/0").status, 502);
+    assert_eq!(get(p.addr, "/0").status, 502);
+    p.log.wait_for("proxy: target 0 (");
+    p.log.wait_for("marked down for 1s");
+    // Marked down, but the only target: tried anyway, and it answers.
+    let resp = get(p.addr, "/1");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+    p.log
+        .wait_for("proxy: every target is marked down; trying target 0, whose back-off ends first");
+    p.log.wait_for("is back up");
 }
 
 #[test]
@@ -632,13 +476,22 @@ fn garbage_or_early_close_before_the_response_is_502() {
         let _ = read_head(&mut r);
     });
     for (server, cause) in [
-        (&garbage, "invalid response"),
+        (
+            &garbage,
+            "invalid response: malformed response head (target 0: ",
+        ),
         (&closer, "connection closed before a response"),
     ] {
         let p = proxy(&[server.url()], &[]);
         let resp = get(p.addr, "/");
         assert_eq!(resp.status, 502, "{cause}");
         p.log.wait_for(&format!("proxy error: {cause}"));
+        // A response is never called a request in the log.
+        let lines = p.log.lines();
+        assert!(
+            !lines.iter().any(|l| l.contains("request head")),
+            "{lines:?}"
+        );
     }
 }
 
@@ -844,11 +697,19 @@ fn a_request_sent_just_after_the_drain_began_is_answered() {
     let mut idle_r = BufReader::new(idle.try_clone().unwrap());
     assert_eq!(get_on(&mut idle, &mut idle_r, "/").status, 200);
     let mut fresh = connect(p.addr);
+    let opened = std::time::Instant::now();
     let fresh_r = BufReader::new(fresh.try_clone().unwrap());
     let from = fresh.local_addr().unwrap();
     wait_until("the worker to hold the fresh connection", || {
         holds_connection_from(worker, from)
     });
+    // The fresh connection is older than the drain's grace when the drain begins: its
+    // grace still counts from the drain, not from its arrival.
+    let grace = herd::http::Timeouts::default().drain_grace;
+    wait_until(
+        "the fresh connection to be older than the drain grace",
+        || opened.elapsed() > grace,
+    );
     p.signal(libc::SIGTERM);
     p.log.wait_for("worker 1 draining");
     // Both requests leave after the drain began, as a request already on the wire during a

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::cluster::ClusterArgs;
 use super::{duration, one_of, Outcome};
 use crate::proxy::{self, Balance, Target};
+use crate::proxy_protocol::Version;
 
 /// Flags of `herd proxy`.
 #[derive(Debug, clap::Args)]
@@ -46,6 +47,29 @@ pub struct ProxyArgs {
         value_parser = duration::at_least(Duration::from_millis(1))
     )]
     tunnel_timeout: Duration,
+    /// Discard the X-Forwarded-For and Forwarded fields clients send instead of appending to
+    /// them: for a proxy at the edge, where clients connect directly and whatever they put
+    /// there is forged. Leave it off behind a balancer or proxy that sets them.
+    #[arg(long)]
+    strip_forwarded: bool,
+    /// Every client connection must start with a PROXY protocol header (v1 or v2), as an L4
+    /// balancer in front writes it; its client address is the one forwarded and logged.
+    /// Connections without one are closed.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// Seconds a client connection has to send its whole PROXY protocol header.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "3",
+        allow_negative_numbers = true,
+        value_parser = duration::at_least(Duration::from_millis(1))
+    )]
+    proxy_protocol_timeout: Duration,
+    /// Start each new connection to a target with a PROXY protocol header naming the client.
+    /// Such a connection is reused only by the client connection that opened it.
+    #[arg(long, value_name = "VERSION", value_parser = one_of(Version::ALL, Version::name))]
+    send_proxy: Option<Version>,
 }
 
 /// Runs `herd proxy` until the cluster stops.
@@ -55,5 +79,9 @@ pub fn run(args: ProxyArgs) -> Outcome {
     config.upstream_timeout = args.upstream_timeout;
     config.change_origin = args.change_origin;
     config.tunnel_timeout = args.tunnel_timeout;
+    config.strip_forwarded = args.strip_forwarded;
+    config.proxy_protocol = args.proxy_protocol;
+    config.proxy_protocol_timeout = args.proxy_protocol_timeout;
+    config.send_proxy = args.send_proxy;
     Outcome::of_cluster(proxy::run(args.cluster.cluster(), &args.listen, config))
 }

@@ -8,10 +8,12 @@
 //!
 //! The decoder consumes whatever part of the body has arrived, appends the chunk data to a
 //! caller's buffer, and remembers where it stopped, so a body may arrive split anywhere over
-//! any number of reads. Chunk extensions are skipped; trailer fields are checked for syntax and
-//! discarded (nothing in herd consumes them).
+//! any number of reads. Chunk extensions are checked and skipped; trailer fields are checked for
+//! syntax and discarded (nothing in herd consumes them). Both are bounded over the whole body,
+//! not only per line: a body of a million one-byte chunks each carrying 4 KiB of extensions
+//! would otherwise cost the recipient 4 GB of parsing for 1 MB of data.
 
-use super::syntax::{is_field_value, is_token};
+use super::syntax::{is_field_value, is_token, is_token_byte};
 use super::{HttpError, Limits};
 
 /// Longest chunk-size line accepted, extensions and CRLF included. Legitimate extensions are
@@ -51,6 +53,8 @@ pub struct ChunkedDecoder {
     body_len: u64,
     /// Bytes of trailer section so far, bounded by `max_header_bytes`.
     trailer_len: usize,
+    /// Bytes of chunk extensions so far, over every chunk, bounded by `max_header_bytes`.
+    extension_len: usize,
 }
 
 impl ChunkedDecoder {
@@ -60,6 +64,7 @@ impl ChunkedDecoder {
             state: State::Size,
             body_len: 0,
             trailer_len: 0,
+            extension_len: 0,
         }
     }
 
@@ -78,7 +83,8 @@ impl ChunkedDecoder {
     /// `input` must start where the previous call's [`Progress::consumed`] ended. A body larger
     /// than `limits.max_body_bytes` fails with [`HttpError::BodyTooLarge`] as soon as a chunk
     /// announces it, before its data arrives; trailers beyond `limits.max_header_bytes` fail
-    /// with [`HttpError::HeadersTooLarge`]; any syntax error with [`HttpError::InvalidChunk`].
+    /// with [`HttpError::HeadersTooLarge`]; chunk extensions beyond `limits.max_header_bytes`
+    /// in all, and any syntax error, with [`HttpError::InvalidChunk`].
     pub fn decode(
         &mut self,
         input: &[u8],
@@ -111,7 +117,10 @@ impl ChunkedDecoder {
             match self.state {
                 State::Size => match httparse::parse_chunk_size(rest) {
                     Ok(httparse::Status::Complete((line_len, size))) => {
-                        check_size_line(&rest[..line_len])?;
+                        self.extension_len += check_size_line(&rest[..line_len])?;
+                        if self.extension_len > limits.max_header_bytes {
+                            return Err(HttpError::InvalidChunk);
+                        }
                         pos += line_len;
                         self.state = if size == 0 {
                             State::Trailers
@@ -187,19 +196,79 @@ impl Default for ChunkedDecoder {
     }
 }
 
-/// Checks a complete chunk-size line (CRLF included) for what httparse lets through: a line
-/// without any digit, which it reads as size 0 and so as the end of the body, and CR or LF
-/// inside an extension. Both are ways to make two parsers disagree on where a body ends.
-fn check_size_line(line: &[u8]) -> Result<(), HttpError> {
-    let starts_with_digit = line.first().is_some_and(u8::is_ascii_hexdigit);
-    let inner = &line[..line.len().saturating_sub(2)];
-    if line.len() > MAX_CHUNK_LINE
-        || !starts_with_digit
-        || inner.iter().any(|&b| b == b'\r' || b == b'\n')
-    {
+/// Checks a complete chunk-size line (CRLF included) against the grammar, because the
+/// proxy forwards chunk lines as they came and every backend must read them the same way:
+///
+/// ```text
+/// chunk-size [ chunk-ext ] CRLF
+/// chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// ```
+///
+/// httparse lets through lines that parsers disagree on: no digit at all (which it reads as
+/// size 0, the end of the body), whitespace after the size with no extension, CR or LF
+/// inside an extension, extensions that are not tokens or quoted strings.
+///
+/// Returns the length of the extensions (what follows the size, CRLF excluded).
+fn check_size_line(line: &[u8]) -> Result<usize, HttpError> {
+    let inner = line
+        .strip_suffix(b"\r\n")
+        .filter(|_| line.len() <= MAX_CHUNK_LINE)
+        .ok_or(HttpError::InvalidChunk)?;
+    let digits = inner.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
         return Err(HttpError::InvalidChunk);
     }
-    Ok(())
+    let mut rest = &inner[digits..];
+    while !rest.is_empty() {
+        rest = skip_bws(rest)
+            .strip_prefix(b";")
+            .ok_or(HttpError::InvalidChunk)?;
+        rest = skip_bws(rest);
+        let name = token_len(rest);
+        if name == 0 {
+            return Err(HttpError::InvalidChunk);
+        }
+        rest = &rest[name..];
+        if let Some(value) = skip_bws(rest).strip_prefix(b"=") {
+            let value = skip_bws(value);
+            let len = match value.first() {
+                Some(b'"') => quoted_string_len(value).ok_or(HttpError::InvalidChunk)?,
+                _ => token_len(value),
+            };
+            if len == 0 {
+                return Err(HttpError::InvalidChunk);
+            }
+            rest = &value[len..];
+        }
+    }
+    Ok(inner.len() - digits)
+}
+
+/// `s` without the optional whitespace at its start (BWS: spaces and tabs).
+fn skip_bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &s[n..]
+}
+
+/// The length of the token at the start of `s` (0 if there is none).
+fn token_len(s: &[u8]) -> usize {
+    s.iter().take_while(|&&b| is_token_byte(b)).count()
+}
+
+/// The length of the quoted string at the start of `s` (RFC 9110 §5.6.4), quotes included;
+/// `None` if it is not closed or holds a control character.
+fn quoted_string_len(s: &[u8]) -> Option<usize> {
+    let is_text = |b: u8| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
+    let mut i = 1;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'"' => return Some(i + 1),
+            b'\\' if s.get(i + 1).is_some_and(|&q| is_text(q)) => i += 2,
+            _ if is_text(b) && b != b'\\' => i += 1,
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Whether a trailer line (CRLF removed) is `name: value`. Obsolete line folding is refused,
@@ -262,13 +331,40 @@ mod tests {
             (b"0\r\n\n", HttpError::InvalidChunk),
             (b"fffffffffffffff\r\n", HttpError::BodyTooLarge),
             (b"ffffffffffffffffff\r\n", HttpError::InvalidChunk),
+            (b"00000000000000001\r\n", HttpError::InvalidChunk),
+            (b"1\n", HttpError::InvalidChunk),
+            (b"1 \r\n", HttpError::InvalidChunk),
+            (b"1;\r\n", HttpError::InvalidChunk),
+            (b"1;a=\r\n", HttpError::InvalidChunk),
+            (b"1;a=b c\r\n", HttpError::InvalidChunk),
+            (b"1;a=\"b\r\n", HttpError::InvalidChunk),
+            (b"1;a=\"\x01\"\r\n", HttpError::InvalidChunk),
+            (b"1;(\r\n", HttpError::InvalidChunk),
+            (b"1;a\rb\r\n", HttpError::InvalidChunk),
+            (b"1\r\nx\r\n0\r\nX : y\r\n\r\n", HttpError::InvalidChunk),
+            (b"1\r\nx\r\n0\r\nX: a\0b\r\n\r\n", HttpError::InvalidChunk),
+            (b"1\r\nx\r\n0\r\nX: y\n\r\n", HttpError::InvalidChunk),
         ];
         for (input, error) in cases {
             let result = decode_in_pieces(&[input]);
             assert_eq!(result, Err(*error), "{}", String::from_utf8_lossy(input));
         }
+        // Extensions the grammar allows pass: BWS around `;` and `=`, quoted strings with
+        // escapes.
+        let fine = b"1 ; a = b;c;d=\"x\\\"; y\"\r\nx\r\n0\r\n\r\n";
+        assert_eq!(decode_in_pieces(&[fine]), Ok((b"x".to_vec(), fine.len())));
         let long_ext = [b"1;".as_slice(), &[b'e'; MAX_CHUNK_LINE]].concat();
         assert_eq!(decode_in_pieces(&[&long_ext]), Err(HttpError::InvalidChunk));
+        // Extensions short on each line but without bound over the body.
+        let ext = format!("1;{}\r\nx\r\n", "e".repeat(1000));
+        let limit = Limits::default().max_header_bytes;
+        let within = ext.repeat(limit / 1001) + "0\r\n\r\n";
+        assert!(decode_in_pieces(&[within.as_bytes()]).is_ok());
+        let beyond = ext.repeat(limit / 1001 + 1);
+        assert_eq!(
+            decode_in_pieces(&[beyond.as_bytes()]),
+            Err(HttpError::InvalidChunk)
+        );
         let mut huge_trailer = b"0\r\nX: ".to_vec();
         huge_trailer.resize(Limits::default().max_header_bytes + 4, b'a');
         assert_eq!(

@@ -10,7 +10,7 @@ use std::mem::MaybeUninit;
 
 use httparse::Header;
 
-use super::syntax::{list_items, trim_ows};
+use super::syntax::{self, list_items, trim_ows};
 use super::{HttpError, Limits};
 
 /// How many bytes the request line may exceed [`Limits::max_uri_bytes`] by, for the method,
@@ -190,7 +190,8 @@ impl Framing {
         let mut content_length = None;
         let mut transfer_encoding = false;
         let mut codings = 0;
-        let mut only_chunked = true;
+        let mut chunked = 0;
+        let mut last_is_chunked = false;
         let mut close = false;
         let mut keep_alive = false;
         let mut expect_continue = false;
@@ -201,7 +202,8 @@ impl Framing {
             if name.eq_ignore_ascii_case("content-length") {
                 // A repeated Content-Length (or a list such as `5, 5`) is tolerated only when
                 // every value agrees (RFC 9112 §6.3 item 5).
-                let length = parse_content_length(header.value)?;
+                let length =
+                    syntax::content_length(header.value).ok_or(HttpError::InvalidContentLength)?;
                 if content_length.is_some_and(|previous| previous != length) {
                     return Err(HttpError::InvalidContentLength);
                 }
@@ -211,7 +213,8 @@ impl Framing {
                 transfer_encoding = true;
                 for coding in list_items(header.value) {
                     codings += 1;
-                    only_chunked &= coding.eq_ignore_ascii_case(b"chunked");
+                    last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    chunked += usize::from(last_is_chunked);
                 }
             } else if name.eq_ignore_ascii_case("connection") {
                 for option in list_items(header.value) {
@@ -226,11 +229,15 @@ impl Framing {
                     return Err(HttpError::ExpectationFailed);
                 }
             } else if name.eq_ignore_ascii_case("host") {
+                if !syntax::is_host(header.value) {
+                    return Err(HttpError::InvalidHost);
+                }
                 hosts += 1;
             }
         }
 
-        // HTTP/1.1 requires exactly one Host; HTTP/1.0 predates it but may not repeat it.
+        // HTTP/1.1 requires exactly one Host; HTTP/1.0 predates it but may not repeat it
+        // (RFC 9112 §3.2).
         if hosts > 1 || (version == 1 && hosts == 0) {
             return Err(HttpError::InvalidHost);
         }
@@ -241,8 +248,13 @@ impl Framing {
             if content_length.is_some() || version == 0 {
                 return Err(HttpError::ConflictingFraming);
             }
-            // Only `chunked` alone is decodable: any other coding would need decompression.
-            if codings != 1 || !only_chunked {
+            // Without `chunked` as the final coding, or with it applied twice, the length of
+            // a request cannot be known (RFC 9112 §6.1, §6.3 item 4): 400. With `chunked`
+            // last, another coding before it is merely not understood (RFC 9110 §6.1): 501.
+            if !last_is_chunked || chunked > 1 {
+                return Err(HttpError::ConflictingFraming);
+            }
+            if codings != 1 {
                 return Err(HttpError::UnsupportedTransferEncoding);
             }
             BodyKind::Chunked
@@ -266,25 +278,6 @@ impl Framing {
             expect_continue: expect_continue && version == 1 && body != BodyKind::None,
         })
     }
-}
-
-/// Parses a Content-Length value: one decimal number, or a list of equal ones.
-fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
-    let mut length = None;
-    for item in list_items(value) {
-        // 19 digits always fit in a u64; longer numbers are not plausible lengths anyway.
-        if item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
-            return Err(HttpError::InvalidContentLength);
-        }
-        let n = item
-            .iter()
-            .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0'));
-        if length.is_some_and(|previous| previous != n) {
-            return Err(HttpError::InvalidContentLength);
-        }
-        length = Some(n);
-    }
-    length.ok_or(HttpError::InvalidContentLength)
 }
 
 #[cfg(test)]
@@ -326,6 +319,13 @@ mod tests {
             .unwrap()
             .is_some());
         assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+        // Bare LF line endings are read as CRLF (RFC 9112 §2.2 allows it); whoever forwards
+        // the head writes its own CRLFs (the proxy rewrites every head it forwards).
+        let lf = b"POST / HTTP/1.1\nHost: a\nContent-Length: 2\n\nok";
+        assert_eq!(
+            parse(lf),
+            Ok(Some((BodyKind::Length(2), true, false, lf.len() - 2)))
+        );
     }
 
     #[test]
@@ -333,6 +333,11 @@ mod tests {
         let cases: &[(&[u8], HttpError)] = &[
             (b"GET / HTTP/1.1\r\n\r\n", HttpError::InvalidHost),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", HttpError::InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", HttpError::InvalidHost),
+            (b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", HttpError::InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", HttpError::InvalidHost),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", HttpError::InvalidHost),
+            (b"GET / HTTP/1.0\r\nHost: a/b\r\n\r\n", HttpError::InvalidHost),
             (b"GET / HTTP/2.0\r\n\r\n", HttpError::VersionNotSupported),
             (b"GET / HTTP/1.2\r\n", HttpError::VersionNotSupported),
             (b"GET / HTTX/1.1\r\n", HttpError::BadRequest),
@@ -345,7 +350,17 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", HttpError::ConflictingFraming),
             (b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", HttpError::ConflictingFraming),
             (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", HttpError::UnsupportedTransferEncoding),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", HttpError::UnsupportedTransferEncoding),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", HttpError::ConflictingFraming),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", HttpError::ConflictingFraming),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", HttpError::ConflictingFraming),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", HttpError::ConflictingFraming),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", HttpError::InvalidContentLength),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5, 6\r\n\r\n", HttpError::InvalidContentLength),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", HttpError::BadRequest),
+            (b"GET / HTTP/1.1\r\nHo(st: a\r\n\r\n", HttpError::BadRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n", HttpError::BadRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", HttpError::BadRequest),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n folded\r\n\r\n", HttpError::BadRequest),
             (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: bribe\r\n\r\n", HttpError::ExpectationFailed),
         ];
         for (input, error) in cases {

@@ -8,7 +8,7 @@
 
 use httparse::Header;
 
-use super::syntax::list_items;
+use super::syntax::{self, list_items};
 use super::{HttpError, Limits};
 
 /// How a response body is delimited (RFC 9112 §6.3).
@@ -48,9 +48,10 @@ pub struct ResponseHead<'b, 'h> {
 ///
 /// Returns `Ok(None)` while the head is incomplete and `Ok(Some((head, len)))` once it is, the
 /// body starting at `buf[len]`. `storage` receives the header fields (httparse's
-/// `EMPTY_HEADER`s); at most `min(storage.len(), limits.max_headers)` are accepted. A head larger than `limits.max_header_bytes`, a malformed one,
-/// or one with conflicting or invalid framing is an error: the proxy answers 502 rather than
-/// guess where the body ends.
+/// `EMPTY_HEADER`s); at most `min(storage.len(), limits.max_headers)` are accepted. A head
+/// larger than `limits.max_header_bytes`, a malformed one ([`HttpError::InvalidResponse`]:
+/// not HTTP/1.x, a status outside 100–599, a field-syntax error), or one with conflicting or
+/// invalid framing is an error: the proxy answers 502 rather than guess where the body ends.
 pub fn parse_response_head<'b, 'h>(
     buf: &'b [u8],
     limits: &Limits,
@@ -67,32 +68,39 @@ pub fn parse_response_head<'b, 'h>(
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
-        Err(_) => return Err(HttpError::BadRequest),
+        Err(_) => return Err(HttpError::InvalidResponse),
     };
     let (Some(version), Some(status)) = (res.version, res.code) else {
-        return Err(HttpError::BadRequest);
+        return Err(HttpError::InvalidResponse);
     };
+    // Three digits is all httparse checks; a status class outside 1xx–5xx means nothing a
+    // client could act on (RFC 9110 §15).
+    if !(100..=599).contains(&status) {
+        return Err(HttpError::InvalidResponse);
+    }
     let headers: &'h [Header<'b>] = res.headers;
     let mut content_length = None;
-    let mut chunked = None;
+    let mut transfer_encoding = false;
+    let mut codings = 0;
+    let mut last_is_chunked = false;
     let mut close = false;
     let mut keep_alive = false;
     for header in headers {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
-            let value = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or(HttpError::InvalidContentLength)?;
+            let value =
+                syntax::content_length(header.value).ok_or(HttpError::InvalidContentLength)?;
             if content_length.is_some_and(|previous| previous != value) {
                 return Err(HttpError::InvalidContentLength);
             }
             content_length = Some(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Chunked only counts as the framing when it is the last coding applied.
-            chunked = list_items(header.value)
-                .last()
-                .map(|coding| coding.eq_ignore_ascii_case(b"chunked"));
+            // Several Transfer-Encoding fields form one list, applied in order.
+            transfer_encoding = true;
+            for coding in list_items(header.value) {
+                codings += 1;
+                last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            }
         } else if name.eq_ignore_ascii_case("connection") {
             for option in list_items(header.value) {
                 close |= option.eq_ignore_ascii_case(b"close");
@@ -104,14 +112,18 @@ pub fn parse_response_head<'b, 'h>(
     {
         ResponseBody::None
     } else {
-        match (chunked, content_length) {
+        match (transfer_encoding, content_length) {
             // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 item 3), but a message
             // with both is how responses get smuggled: refuse it.
-            (Some(_), Some(_)) => return Err(HttpError::ConflictingFraming),
-            (Some(true), None) => ResponseBody::Chunked,
-            (Some(false), None) | (None, None) => ResponseBody::UntilClose,
-            (None, Some(0)) => ResponseBody::None,
-            (None, Some(n)) => ResponseBody::Length(n),
+            (true, Some(_)) => return Err(HttpError::ConflictingFraming),
+            // Only `chunked` alone can be forwarded: a body in another coding (which RFC 9112
+            // §6.3 item 4 would read until the close) could reach a client only with its
+            // coding stripped, since Transfer-Encoding is hop-by-hop.
+            (true, None) if last_is_chunked && codings == 1 => ResponseBody::Chunked,
+            (true, None) => return Err(HttpError::UnsupportedTransferEncoding),
+            (false, None) => ResponseBody::UntilClose,
+            (false, Some(0)) => ResponseBody::None,
+            (false, Some(n)) => ResponseBody::Length(n),
         }
     };
     let keep_alive = body != ResponseBody::UntilClose
@@ -162,9 +174,14 @@ mod tests {
                 (200, Chunked, true),
             ),
             (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n",
                 false,
-                (200, UntilClose, false),
+                (200, Length(7), true),
+            ),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                (304, None, true),
             ),
             (b"HTTP/1.1 200 OK\r\n\r\n", false, (200, UntilClose, false)),
             (b"HTTP/1.1 204 No Content\r\n\r\n", false, (204, None, true)),
@@ -202,17 +219,35 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(parse(b"garbage\r\n\r\n", false).is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
-        assert!(parse(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            false
-        )
-        .is_err());
-        assert!(parse(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            false
-        )
-        .is_err());
+        use HttpError::*;
+        let cases: &[(&[u8], HttpError)] = &[
+            (b"garbage\r\n\r\n", InvalidResponse),
+            (b"SPDY/9 what\r\n\r\n", InvalidResponse),
+            (b"HTTP/2 200 OK\r\n\r\n", InvalidResponse),
+            (b"HTTP/1.1 600 Nope\r\n\r\n", InvalidResponse),
+            (b"HTTP/1.1 099 Nope\r\n\r\n", InvalidResponse),
+            (b"HTTP/1.1 2000 OK\r\n\r\n", InvalidResponse),
+            (b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n", InvalidResponse),
+            (b"HTTP/1.1 200 OK\r\nX(: a\r\n\r\n", InvalidResponse),
+            (b"HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n", InvalidResponse),
+            (b"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", InvalidResponse),
+            (b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n", InvalidResponse),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", InvalidContentLength),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", InvalidContentLength),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n", InvalidContentLength),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", InvalidContentLength),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", ConflictingFraming),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", UnsupportedTransferEncoding),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", UnsupportedTransferEncoding),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", UnsupportedTransferEncoding),
+        ];
+        for (input, error) in cases {
+            assert_eq!(
+                parse(input, false),
+                Err(*error),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 }

@@ -54,6 +54,12 @@ impl Buffer {
         self.end += bytes.len();
     }
 
+    /// Keeps only the first `len` pending bytes: takes back what was appended after them.
+    pub fn truncate(&mut self, len: usize) {
+        debug_assert!(len <= self.len());
+        self.end = self.start + len;
+    }
+
     /// Appends what `fill` appends to a `Vec` (for formatted text and decoded chunks).
     pub fn extend_with(&mut self, scratch: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
         scratch.clear();
@@ -146,6 +152,8 @@ mod tests {
         b.extend(&big);
         assert_eq!(&b.pending()[..5], b"world");
         assert!(!b.rewind());
+        b.truncate(3);
+        assert_eq!(b.pending(), b"wor");
         b.clear();
         assert!(b.rewind() && b.is_empty());
     }

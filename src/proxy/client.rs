@@ -7,7 +7,7 @@
 //! from the pool or freshly connected, and gives it back (or closes it) at its end.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -19,9 +19,16 @@ use super::exchange::Exchange;
 /// before the proxy stops reading whatever fills it.
 pub(crate) const CHUNK: usize = 32 * 1024;
 
+/// An address for a socket that cannot say its own (it failed already; nothing will be
+/// forwarded for it).
+const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
 /// Where a client connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Waiting for the PROXY protocol header (`--proxy-protocol`): nothing is read as HTTP
+    /// before it.
+    ProxyHeader,
     /// Reading requests and forwarding exchanges.
     Open,
     /// `101 Switching Protocols` went out: bytes are copied both ways until a side closes.
@@ -38,8 +45,13 @@ pub(crate) enum Phase {
 #[derive(Debug)]
 pub(crate) struct Client {
     pub stream: TcpStream,
-    /// The client's address, for `X-Forwarded-For`.
-    pub peer: IpAddr,
+    /// The client's address, for `X-Forwarded-For`, logs and `--send-proxy`: the socket's
+    /// peer, or the source its PROXY protocol header names.
+    pub peer: SocketAddr,
+    /// The address the client connected to, once known: the destination its PROXY protocol
+    /// header names, or the socket's own, looked up only when a `--send-proxy` header needs
+    /// it (a system call the common path does without). See [`Client::local`].
+    local: Option<SocketAddr>,
     pub registered: bool,
     /// An edge-triggered readable event has not been fully consumed.
     pub can_read: bool,
@@ -56,6 +68,10 @@ pub(crate) struct Client {
     /// while it fits, so a failed attempt can be replayed to another target.
     pub to_upstream: Buffer,
     pub exchange: Option<Exchange>,
+    /// With `--send-proxy`: the idle upstream connection the last exchange used, kept for
+    /// this client's next request. Its PROXY header names this client, so it is never
+    /// pooled for another (see [`proxy_header`](super::proxy_header)).
+    pub parked: Option<usize>,
     pub phase: Phase,
     /// When the connection arrived.
     pub opened: Instant,
@@ -68,14 +84,14 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub fn new(stream: TcpStream, now: Instant) -> Client {
-        let peer = stream
-            .peer_addr()
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    /// A connection the master handed over; `proxy_header` if it must start with a PROXY
+    /// protocol header.
+    pub fn new(stream: TcpStream, now: Instant, proxy_header: bool) -> Client {
+        let peer = stream.peer_addr().unwrap_or(UNSPECIFIED);
         Client {
             stream,
             peer,
+            local: None,
             registered: false,
             can_read: true,
             hup: false,
@@ -84,12 +100,31 @@ impl Client {
             output: Buffer::default(),
             to_upstream: Buffer::default(),
             exchange: None,
-            phase: Phase::Open,
+            parked: None,
+            phase: if proxy_header {
+                Phase::ProxyHeader
+            } else {
+                Phase::Open
+            },
             opened: now,
             head_started: None,
             last_progress: now,
             requests: 0,
         }
+    }
+
+    /// The address the client connected to (see the field).
+    pub fn local(&mut self) -> SocketAddr {
+        let stream = &self.stream;
+        *self
+            .local
+            .get_or_insert_with(|| stream.local_addr().unwrap_or(UNSPECIFIED))
+    }
+
+    /// What a valid PROXY protocol header said about the connection.
+    pub fn relayed_for(&mut self, source: SocketAddr, destination: SocketAddr) {
+        self.peer = source;
+        self.local = Some(destination);
     }
 
     /// Reads once into `input` if it has room. `Ok(true)` if something happened (bytes or EOF).

@@ -112,7 +112,8 @@ impl Exchange {
             ),
             client_version: head.version,
             keep_alive: head.keep_alive,
-            upgrade: connection_has(head.headers, "upgrade"),
+            // HTTP/1.0 has no Upgrade (RFC 9110 §7.8: a server ignores it in 1.0 requests).
+            upgrade: head.version == 1 && connection_has(head.headers, "upgrade"),
             upstream_keep_alive: false,
             reused: false,
             wrote_upstream: false,

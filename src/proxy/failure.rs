@@ -79,7 +79,11 @@ impl ProxyService {
             let ex = self.exchange(ck);
             let target = ex.target();
             let t = &self.config.targets[target];
-            log::warn!("proxy error: {} (target {target}: {t})", failure.cause);
+            let client = self.clients[ck].peer;
+            log::warn!(
+                "proxy error: {} (target {target}: {t}), client {client}",
+                failure.cause
+            );
             if let Verdict::Down(backoff) = self.health[target].failed(now) {
                 log::warn!(
                     "proxy: target {target} ({t}) marked down for {}s",

@@ -6,6 +6,12 @@
 //! `Transfer-Encoding` and `Upgrade`. The proxy then writes its own framing and connection
 //! fields for the next hop, and adds the `X-Forwarded-*` fields that tell the target who the
 //! client was (node-http-proxy's `xfwd`).
+//!
+//! The framing fields are always the proxy's own, written from the framing decision the
+//! parser took (`Content-Length: n`, `Transfer-Encoding: chunked`), never copied: a copied
+//! list such as `5, 5` may be read differently by the next hop, and a `Connection` field
+//! naming `Content-Length` would otherwise strip the length of a body the proxy still
+//! forwards, which the next hop would then read as the start of another message.
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -13,7 +19,7 @@ use std::ops::Range;
 use httparse::Header;
 
 use crate::http::syntax::{list_items, write_decimal};
-use crate::http::{Head, ResponseHead};
+use crate::http::{BodyKind, Head, ResponseHead};
 
 /// Fields that never cross the proxy (lower case).
 const HOP_BY_HOP: &[&str] = &[
@@ -56,6 +62,9 @@ pub(crate) struct Forwarded<'a> {
     pub target_authority: &'a str,
     /// A `Connection: Upgrade` request to tunnel: keeps `Upgrade` and asks for it again.
     pub upgrade: bool,
+    /// Discard the client's `X-Forwarded-For` and `Forwarded` instead of appending to them
+    /// (`--strip-forwarded`: at the edge, whatever the client sent there is forged).
+    pub strip: bool,
 }
 
 /// Writes the request head for the target: always HTTP/1.1 (keep-alive is the default, so the
@@ -76,6 +85,7 @@ pub(crate) fn write_request_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut original_host = None;
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    let mut had_length = false;
     for h in head.headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
@@ -83,11 +93,17 @@ pub(crate) fn write_request_head(
             if fwd.host.is_some() {
                 continue;
             }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            had_length = true;
+            continue;
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            forwarded_for.push(h.value);
+            if !fwd.strip {
+                forwarded_for.push(h.value);
+            }
             continue;
         } else if name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-host")
+            || (fwd.strip && name.eq_ignore_ascii_case("forwarded"))
             || (is_hop_by_hop(name, head.headers)
                 && !(fwd.upgrade && name.eq_ignore_ascii_case("upgrade")))
         {
@@ -116,9 +132,13 @@ pub(crate) fn write_request_head(
     if let Some(host) = original_host {
         field(out, b"X-Forwarded-Host", host);
     }
-    if head.body == crate::http::BodyKind::Chunked {
+    match head.body {
+        BodyKind::Length(n) => write_length(out, n),
+        // `Content-Length: 0` said there is no body; some servers want it said for a POST.
+        BodyKind::None if had_length => write_length(out, 0),
+        BodyKind::None => {}
         // The chunked body is forwarded as it came, so its coding is declared again.
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
     if fwd.upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
@@ -130,8 +150,11 @@ pub(crate) fn write_request_head(
 /// How the response body reaches the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ClientFraming {
-    /// As the target framed it: `Content-Length` (copied) or none.
-    AsIs,
+    /// No body (a response to `HEAD`, 204, 304, 101): the target's `Content-Length`, which
+    /// then describes the representation rather than framing anything, is copied.
+    NoBody,
+    /// `Content-Length: n`, written by the proxy.
+    Length(u64),
     /// Chunks forwarded as they are (`Transfer-Encoding: chunked` declared again).
     Chunked,
     /// No length: the body ends when the proxy closes the connection (a read-until-close
@@ -150,21 +173,15 @@ pub(crate) fn write_response_head(
     keep_alive: bool,
     upgrade: bool,
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    write_decimal(out, u64::from(head.status));
-    out.push(b' ');
-    out.extend_from_slice(head.reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for h in head.headers {
-        if is_hop_by_hop(h.name, head.headers)
-            && !(upgrade && h.name.eq_ignore_ascii_case("upgrade"))
-        {
-            continue;
-        }
-        field(out, h.name.as_bytes(), h.value);
-    }
-    if framing == ClientFraming::Chunked {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    write_status_and_fields(out, head, |name| {
+        (framing != ClientFraming::NoBody && name.eq_ignore_ascii_case("content-length"))
+            || (is_hop_by_hop(name, head.headers)
+                && !(upgrade && name.eq_ignore_ascii_case("upgrade")))
+    });
+    match framing {
+        ClientFraming::Length(n) => write_length(out, n),
+        ClientFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        ClientFraming::NoBody | ClientFraming::UntilClose => {}
     }
     if upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
@@ -173,6 +190,38 @@ pub(crate) fn write_response_head(
     } else if client_version == 0 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes an interim response head (`100 Continue`, `103 Early Hints`) for an HTTP/1.1
+/// client: the status line and the end-to-end fields, in the proxy's own CRLF framing.
+pub(crate) fn write_interim_head(out: &mut Vec<u8>, head: &ResponseHead<'_, '_>) {
+    write_status_and_fields(out, head, |name| is_hop_by_hop(name, head.headers));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The status line (always HTTP/1.1: the version of the proxy's hop) and every field of
+/// `head` but those `drop` names.
+fn write_status_and_fields(
+    out: &mut Vec<u8>,
+    head: &ResponseHead<'_, '_>,
+    drop: impl Fn(&str) -> bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(head.status));
+    out.push(b' ');
+    out.extend_from_slice(head.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in head.headers {
+        if !drop(h.name) {
+            field(out, h.name.as_bytes(), h.value);
+        }
+    }
+}
+
+fn write_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    write_decimal(out, n);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -217,6 +266,7 @@ mod tests {
             host,
             target_authority: "127.0.0.1:3000",
             upgrade,
+            strip: false,
         };
         write_request_head(&mut out, &head, &fwd);
         String::from_utf8(out).unwrap()
@@ -260,13 +310,13 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        write_response_head(&mut out, &head, ClientFraming::AsIs, 1, true, false);
+        write_response_head(&mut out, &head, ClientFraming::Length(2), 1, true, false);
         assert_eq!(
             out,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Length: 2\r\n\r\n"
         );
         out.clear();
-        write_response_head(&mut out, &head, ClientFraming::AsIs, 0, true, false);
+        write_response_head(&mut out, &head, ClientFraming::Length(2), 0, true, false);
         assert!(out.ends_with(b"Connection: keep-alive\r\n\r\n"));
         out.clear();
         write_response_head(&mut out, &head, ClientFraming::UntilClose, 1, false, false);

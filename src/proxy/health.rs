@@ -2,6 +2,11 @@
 //! interval and skipped; once the interval is over it gets requests again, and the first one
 //! that succeeds puts it back for good. Nothing probes targets on its own: the traffic is the
 //! probe (nginx's `max_fails`/`fail_timeout`, without active checks).
+//!
+//! Being marked down is never on its own the reason a request fails: when every target is
+//! down, the one whose back-off ends first is tried anyway (as nginx does with one server),
+//! so one target that sent two bad responses does not take the whole site down for its
+//! back-off.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,12 @@ impl Health {
     /// Whether the target may get a request now.
     pub fn usable(&self, now: Instant) -> bool {
         self.down_until.map_or(true, |until| now >= until)
+    }
+
+    /// When the target's back-off ends, if it is marked down (or was, and has not answered
+    /// since).
+    pub fn down_until(&self) -> Option<Instant> {
+        self.down_until
     }
 
     /// Records a failure (refused, reset, garbage, timeout).

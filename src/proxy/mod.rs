@@ -23,7 +23,10 @@
 //! * [`buffer`]: the bounded queues every byte goes through: memory per connection is bounded
 //!   whatever the body size.
 //! * [`failure`]: a target failed: logged, counted, retried once when safe, or `502`/`504`.
-//! * [`health`]: passive health: a failing target is skipped for a back-off interval.
+//! * [`health`]: passive health: a failing target is skipped for a back-off interval, but
+//!   never the only reason for a `502`.
+//! * [`proxy_header`]: the PROXY protocol in front of client connections
+//!   (`--proxy-protocol`) and of upstream ones (`--send-proxy`).
 //! * [`tunnel`]: after `101`, bytes copied both ways until a side closes.
 //! * [`timeouts`]: which time limit a connection is under, drain included.
 //! * [`target`]: `--target http://IP:PORT`.
@@ -43,6 +46,7 @@ mod exchange;
 mod failure;
 mod headers;
 mod health;
+mod proxy_header;
 mod request;
 mod response;
 mod service;
@@ -61,6 +65,7 @@ pub use target::Target;
 use crate::cluster::Cluster;
 use crate::event::Shutdown;
 use crate::http::{Limits, Timeouts};
+use crate::proxy_protocol;
 
 /// What every worker's [`ProxyService`] is configured with.
 #[derive(Debug, Clone)]
@@ -82,6 +87,20 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Head limits for requests and responses; bodies are streamed, so unlimited.
     pub(crate) limits: Limits,
+    /// Discard the client's `X-Forwarded-For` and `Forwarded` fields instead of appending to
+    /// them. For a proxy at the edge, where clients connect directly and whatever they put
+    /// there is forged; leave it off behind another proxy or balancer that sets them.
+    pub strip_forwarded: bool,
+    /// Every client connection must start with a PROXY protocol header (v1 or v2), which
+    /// names the client: behind an L4 balancer, the connection's own peer is the balancer.
+    /// A connection without a valid one is closed, and nothing from it forwarded.
+    pub proxy_protocol: bool,
+    /// How long a client connection has, with [`Config::proxy_protocol`], to send its whole
+    /// header.
+    pub proxy_protocol_timeout: Duration,
+    /// Start each new connection to a target with a PROXY protocol header of this version,
+    /// naming the client (see [`proxy_header`] for what it means for pooling).
+    pub send_proxy: Option<proxy_protocol::Version>,
 }
 
 impl Config {
@@ -98,6 +117,10 @@ impl Config {
                 max_body_bytes: usize::MAX,
                 ..Limits::default()
             },
+            strip_forwarded: false,
+            proxy_protocol: false,
+            proxy_protocol_timeout: Duration::from_secs(3),
+            send_proxy: None,
         }
     }
 }

@@ -19,8 +19,9 @@ use super::failure::Failure;
 use super::headers::{self, Forwarded};
 use super::health::Health;
 use super::service::{Gone, ProxyService, UPSTREAM_TAG};
-use super::upstream::Upstream;
-use crate::http::{parse_head, BodyKind};
+use super::upstream::{Upstream, POOL_IDLE_TIMEOUT};
+use crate::http::{parse_head, BodyKind, HttpError};
+use crate::proxy_protocol;
 use crate::worker::Context;
 
 /// How far the request side got in a pass.
@@ -72,23 +73,24 @@ impl ProxyService {
             None,
         );
         let Some(target) = picked else {
-            let down = format!("all {} targets are down", self.config.targets.len());
-            log::warn!("proxy error: {down}");
+            // Only a proxy configured without targets (through the library) gets here.
+            log::warn!("proxy error: no target to forward to");
             let linger = head.body != BodyKind::None;
             client.input.consume(len);
-            self.answer(cx, ck, 502, &format!("502 Bad Gateway: {down}"), linger);
+            self.answer(cx, ck, 502, "502 Bad Gateway: no target", linger);
             return Ok(true);
         };
         let mut ex = Exchange::start(&head, target, &mut self.in_flight, cx.now);
         ex.keep_alive &= self.drain_started.is_none();
         let config = &self.config;
         let fwd = Forwarded {
-            client: client.peer,
+            client: client.peer.ip(),
             host: config
                 .change_origin
                 .then_some(config.targets[target].authority.as_str()),
             target_authority: &config.targets[target].authority,
             upgrade: ex.upgrade,
+            strip: config.strip_forwarded,
         };
         client.to_upstream.clear();
         client.to_upstream.extend_with(&mut self.scratch, |out| {
@@ -108,22 +110,38 @@ impl ProxyService {
         pick(&mut self.balancer, &self.health, &self.in_flight, now, not)
     }
 
-    /// Gives client `ck`'s exchange a connection to its target: an idle pooled one, or a new
-    /// one. A connect that fails at once (no route, no descriptor left) is a [`Failure`] of
-    /// that target.
+    /// Gives client `ck`'s exchange a connection to its target: an idle one (pooled, or
+    /// with `--send-proxy` the one parked with this client), or a new one. A connect that
+    /// fails at once (no route, no descriptor left) is a [`Failure`] of that target.
     pub(super) fn attach(&mut self, cx: &mut Context<'_>, ck: usize) -> Result<(), Failure> {
         let now = cx.now;
         let target = self.exchange(ck).target();
         let (uk, reused) = loop {
-            match self.pool.take(target) {
-                Some(uk) if self.upstreams[uk].eof || self.upstreams[uk].error.is_some() => {
+            let idle = match self.config.send_proxy {
+                Some(_) => self.clients[ck].parked.take(),
+                None => self.pool.take(target),
+            };
+            match idle {
+                Some(uk) => {
+                    let up = &mut self.upstreams[uk];
+                    up.parked_by = None;
+                    let fresh = now.duration_since(up.idle_since) <= POOL_IDLE_TIMEOUT;
+                    if up.target == target && !up.eof && up.error.is_none() && fresh {
+                        break (uk, true);
+                    }
                     self.upstreams.remove(uk);
                 }
-                Some(uk) => break (uk, true),
                 None => {
                     let addr = self.config.targets[target].addr;
-                    let up = Upstream::connect(target, addr, now)
+                    let mut up = Upstream::connect(target, addr, now)
                         .map_err(|e| Failure::refused("connect", &e))?;
+                    if let Some(version) = self.config.send_proxy {
+                        let client = &mut self.clients[ck];
+                        let (peer, local) = (client.peer, client.local());
+                        up.proxy_header.extend_with(&mut self.scratch, |out| {
+                            proxy_protocol::write(out, version, peer, local)
+                        });
+                    }
                     let entry = self.upstreams.vacant_entry();
                     let uk = entry.key();
                     let up = entry.insert(up);
@@ -160,18 +178,14 @@ impl ProxyService {
 
         if !ex.request.is_done() && client.to_upstream.len() < CHUNK {
             let before = client.input.len();
-            if ex
-                .request
-                .pump(
-                    &mut client.input,
-                    &mut client.to_upstream,
-                    &mut self.scratch,
-                    limits,
-                )
-                .is_err()
-            {
-                log::debug!("proxy: malformed chunked request body");
-                return self.abort(cx, ck).map(Sent::Waiting);
+            let pumped = ex.request.pump(
+                &mut client.input,
+                &mut client.to_upstream,
+                &mut self.scratch,
+                limits,
+            );
+            if let Err(e) = pumped {
+                return self.refuse_body(cx, ck, e).map(|()| Sent::Waiting(true));
             }
             progressed |= client.input.len() != before;
         }
@@ -197,6 +211,22 @@ impl ProxyService {
         if !up.connected {
             return Ok(Sent::Waiting(progressed));
         }
+        if !up.proxy_header.is_empty() {
+            // Before any request byte. A failure here is a retry like any other: nothing of
+            // the request reached the target.
+            match up.proxy_header.write_to(&mut up.stream) {
+                Ok(n) => progressed |= n > 0,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => progressed = true,
+                Err(e) => {
+                    let failure = Failure::io("write", &e);
+                    return self.fail(cx, ck, failure).map(|()| Sent::Waiting(true));
+                }
+            }
+            if !up.proxy_header.is_empty() {
+                return Ok(Sent::Waiting(progressed));
+            }
+        }
         if !client.to_upstream.is_empty() {
             match client.to_upstream.write_to(&mut up.stream) {
                 Ok(n) => {
@@ -215,7 +245,29 @@ impl ProxyService {
     }
 }
 
+impl ProxyService {
+    /// The request body of client `ck` broke its framing (a malformed chunk line, trailers
+    /// without bound): the client gets the 4xx unless the response has begun, and the
+    /// upstream connection, which may hold part of the request, is closed, never pooled.
+    fn refuse_body(&mut self, cx: &mut Context<'_>, ck: usize, e: HttpError) -> Result<(), Gone> {
+        log::debug!("proxy: invalid request body: {e}");
+        let ended = self.end_exchange(ck).expect("an exchange");
+        if let Some(uk) = ended.upstream {
+            self.upstreams.remove(uk);
+        }
+        if ended.answered {
+            self.close_client(cx, ck, true);
+            return Err(Gone);
+        }
+        self.answer(cx, ck, e.status(), &e.to_string(), true);
+        Ok(())
+    }
+}
+
 /// [`ProxyService::pick`] on the fields it needs, for callers holding other borrows.
+///
+/// When every candidate is marked down, the one whose back-off ends first: a request is
+/// answered 502 because its attempt failed, never only because of the marks.
 fn pick(
     balancer: &mut Balancer,
     health: &[Health],
@@ -223,7 +275,14 @@ fn pick(
     now: Instant,
     not: Option<usize>,
 ) -> Option<usize> {
-    balancer.pick(in_flight.counts(), |t| {
-        Some(t) != not && health[t].usable(now)
+    let usable = |t| Some(t) != not && health[t].usable(now);
+    balancer.pick(in_flight.counts(), usable).or_else(|| {
+        let soonest = (0..health.len())
+            .filter(|&t| Some(t) != not)
+            .min_by_key(|&t| health[t].down_until())?;
+        log::warn!(
+            "proxy: every target is marked down; trying target {soonest}, whose back-off ends first"
+        );
+        Some(soonest)
     })
 }

@@ -26,6 +26,8 @@ impl ProxyService {
         let uk = ex.upstream.expect("a connected upstream");
         let up = &mut self.upstreams[uk];
         let mut progressed = false;
+        // Where the response head went in the client's output, if it went there in this call.
+        let mut head_at = None;
 
         // Response bytes from the target, while the client keeps up.
         if up.can_read && !up.eof && up.input.len() < CHUNK && client.output.len() < CHUNK {
@@ -71,7 +73,7 @@ impl ProxyService {
                     headers::write_response_head(
                         out,
                         &head,
-                        ClientFraming::AsIs,
+                        ClientFraming::NoBody,
                         ex.client_version,
                         true,
                         true,
@@ -90,16 +92,20 @@ impl ProxyService {
                     let failure = Failure::protocol("101 to a request without Upgrade".into());
                     return self.fail(cx, ck, failure).map(|()| true);
                 }
-                // Interim responses (100 Continue, 103) pass through to HTTP/1.1 clients.
+                // Interim responses (100 Continue, 103 Early Hints) go on to HTTP/1.1
+                // clients, rewritten like any head; an HTTP/1.0 client knows none of them
+                // (RFC 9110 §15.2): dropped. The final response follows.
                 if ex.client_version == 1 {
-                    client.output.extend(&up.input.pending()[..len]);
+                    client.output.extend_with(&mut self.scratch, |out| {
+                        headers::write_interim_head(out, &head)
+                    });
                 }
                 up.input.consume(len);
                 return Ok(true);
             }
             let (framing, framer, keep_alive) = match head.body {
-                ResponseBody::None => (ClientFraming::AsIs, BodyFramer::Done, true),
-                ResponseBody::Length(n) => (ClientFraming::AsIs, BodyFramer::Length(n), true),
+                ResponseBody::None => (ClientFraming::NoBody, BodyFramer::Done, true),
+                ResponseBody::Length(n) => (ClientFraming::Length(n), BodyFramer::Length(n), true),
                 ResponseBody::Chunked => {
                     let decode = ex.client_version == 0;
                     let framing = if decode {
@@ -116,6 +122,7 @@ impl ProxyService {
             };
             ex.keep_alive &= keep_alive && self.drain_started.is_none();
             ex.upstream_keep_alive = head.keep_alive;
+            head_at = Some(client.output.len());
             client.output.extend_with(&mut self.scratch, |out| {
                 headers::write_response_head(
                     out,
@@ -129,16 +136,24 @@ impl ProxyService {
             up.input.consume(len);
             ex.answered = true;
             ex.response = ResponseState::Body(framer);
-            let target = ex.target();
-            self.target_answered(target);
             progressed = true;
         }
-        Ok(self.forward_body(cx, ck)? || progressed)
+        Ok(self.forward_body(cx, ck, head_at)? || progressed)
     }
 
     /// The response body of client `ck`'s exchange, from the upstream's input to the client's
     /// output as far as the framing allows; completes the exchange at its end.
-    fn forward_body(&mut self, cx: &mut Context<'_>, ck: usize) -> Result<bool, Gone> {
+    ///
+    /// `head_at` is set when the head was queued in this same call, at that offset of the
+    /// client's output: nothing of the response has reached the client yet, so a body that
+    /// breaks its framing at once takes the head back, and the client gets a clean 502
+    /// instead of a truncated response. Only then does the target count as having answered.
+    fn forward_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        ck: usize,
+        head_at: Option<usize>,
+    ) -> Result<bool, Gone> {
         let limits = &self.config.limits;
         let client = &mut self.clients[ck];
         let ex = client.exchange.as_mut().expect("an exchange");
@@ -147,19 +162,40 @@ impl ProxyService {
             unreachable!("the head comes first");
         };
         let mut progressed = false;
+        let mut broken = None;
         if client.output.len() < CHUNK && !up.input.is_empty() {
             if let Err(e) =
                 framer.pump(&mut up.input, &mut client.output, &mut self.scratch, limits)
             {
-                let failure = Failure::protocol(format!("invalid response body: {e}"));
-                return self.fail(cx, ck, failure).map(|()| true);
+                broken = Some(format!("invalid response body: {e}"));
             }
             progressed = true;
         }
-        if !framer.is_done() && up.eof && up.input.is_empty() && !framer.finish_at_eof() {
-            let failure = Failure::protocol("connection closed mid-response".into());
-            return self.fail(cx, ck, failure).map(|()| true);
+        if broken.is_none()
+            && !framer.is_done()
+            && up.eof
+            && up.input.is_empty()
+            && !framer.finish_at_eof()
+        {
+            broken = Some("connection closed mid-response".into());
         }
+        if let Some(cause) = broken {
+            if let Some(at) = head_at {
+                client.output.truncate(at);
+                ex.answered = false;
+                ex.response = ResponseState::Head;
+            }
+            return self.fail(cx, ck, Failure::protocol(cause)).map(|()| true);
+        }
+        if head_at.is_some() {
+            let target = ex.target();
+            self.target_answered(target);
+        }
+        let client = &mut self.clients[ck];
+        let ex = client.exchange.as_mut().expect("an exchange");
+        let ResponseState::Body(framer) = &ex.response else {
+            unreachable!("the head comes first");
+        };
         if framer.is_done() {
             if !ex.request.is_done() {
                 // Answered before the whole request arrived (an early 413, say): the rest
@@ -196,9 +232,18 @@ impl ProxyService {
             let reusable = ended.upstream_keep_alive
                 && up.input.is_empty()
                 && !up.eof
-                && self.drain_started.is_none()
-                && self.pool.put(ended.target, uk);
-            if !reusable {
+                && self.drain_started.is_none();
+            let kept = match self.config.send_proxy {
+                // Its PROXY header names this client: only this client may use it again.
+                Some(_) if reusable && ended.keep_alive => {
+                    up.parked_by = Some(ck);
+                    self.clients[ck].parked = Some(uk);
+                    true
+                }
+                Some(_) => false,
+                None => reusable && self.pool.put(ended.target, uk),
+            };
+            if !kept {
                 self.upstreams.remove(uk);
             }
         }

@@ -59,6 +59,9 @@ pub struct ProxyService {
     /// When the worker began to drain: from then on every exchange closes its client
     /// connection, and idle ones close after `Timeouts::drain_grace`.
     pub(super) drain_started: Option<Instant>,
+    /// Client connections closed for want of a valid PROXY protocol header (counted in the
+    /// log line each one gets).
+    pub(super) refused_proxy_headers: u64,
 }
 
 /// The client connection was closed during the call: its slab key is no longer valid.
@@ -79,6 +82,7 @@ impl ProxyService {
             in_flight: InFlight::new(n),
             scratch: Vec::new(),
             drain_started: None,
+            refused_proxy_headers: 0,
         }
     }
 
@@ -133,6 +137,9 @@ impl ProxyService {
             Ok(p) => p,
             Err(_) => return self.abort(cx, ck),
         };
+        if client.phase == Phase::ProxyHeader {
+            return Ok(self.read_proxy_header(cx, ck)? || progressed);
+        }
         if client.phase == Phase::Tunnel {
             return Ok(self.tunnel(cx, ck)? || progressed);
         }
@@ -202,6 +209,9 @@ impl ProxyService {
             }
         }
         let client = self.clients.remove(ck);
+        if let Some(uk) = client.parked {
+            self.upstreams.remove(uk);
+        }
         if reset {
             let _ = nix::sys::socket::setsockopt(
                 &client.stream,
@@ -216,16 +226,18 @@ impl ProxyService {
         cx.closed();
     }
 
-    /// An event on a pooled (idle) upstream connection: the target closed it, or sent bytes
-    /// nobody asked for. Either way it is closed.
+    /// An event on an idle upstream connection, pooled or parked with its client: the
+    /// target closed it, or sent bytes nobody asked for. Either way it is closed.
     fn idle_upstream_event(&mut self, uk: usize) {
         let up = &mut self.upstreams[uk];
         let mut sink = [0u8; 512];
         match std::io::Read::read(&mut up.stream, &mut sink) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             _ => {
-                let target = up.target;
-                self.pool.remove(target, uk);
+                match up.parked_by {
+                    Some(ck) => self.clients[ck].parked = None,
+                    None => self.pool.remove(up.target, uk),
+                }
                 self.upstreams.remove(uk);
             }
         }
@@ -235,7 +247,10 @@ impl ProxyService {
 impl Service for ProxyService {
     fn accept(&mut self, cx: &mut Context<'_>, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
-        let ck = self.clients.insert(Client::new(stream, cx.now));
+        let proxy_header = self.config.proxy_protocol;
+        let ck = self
+            .clients
+            .insert(Client::new(stream, cx.now, proxy_header));
         debug_assert!(ck < UPSTREAM_TAG);
         self.drive(cx, ck);
     }
@@ -297,6 +312,9 @@ impl Service for ProxyService {
         for (_, client) in self.clients.iter_mut() {
             if let Some(ex) = client.exchange.as_mut().filter(|ex| !ex.answered) {
                 ex.keep_alive = false;
+            }
+            if let Some(uk) = client.parked.take() {
+                self.upstreams.remove(uk);
             }
         }
         let pooled: Vec<usize> = self.pool.all().collect();

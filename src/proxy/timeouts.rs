@@ -3,6 +3,7 @@
 //!
 //! | Where                                   | Limit                                  | Then            |
 //! |-----------------------------------------|----------------------------------------|-----------------|
+//! | PROXY protocol header arriving          | `--proxy-protocol-timeout` from arrival | close, counted |
 //! | lingering close                         | `Timeouts::linger`                     | close           |
 //! | output waiting, client not reading      | `Timeouts::write`                      | close           |
 //! | tunnel carrying nothing                 | `--tunnel-timeout`                     | close both      |
@@ -49,6 +50,11 @@ impl ProxyService {
                 );
                 self.close_client(cx, ck, false)
             }
+            Phase::ProxyHeader
+                if now.duration_since(client.opened) > self.config.proxy_protocol_timeout =>
+            {
+                let _ = self.refuse_proxy_header(cx, ck, "no whole PROXY protocol header in time");
+            }
             Phase::Open => match &client.exchange {
                 Some(ex) => {
                     let waiting = matches!(ex.response, ResponseState::Head);
@@ -63,9 +69,10 @@ impl ProxyService {
                     } else if !waiting && now.duration_since(ex.last_progress) > upstream_timeout {
                         let target = ex.target();
                         log::warn!(
-                            "proxy error: response stalled for {}s (target {target}: {})",
+                            "proxy error: response stalled for {}s (target {target}: {}), client {}",
                             upstream_timeout.as_secs_f64(),
-                            self.config.targets[target]
+                            self.config.targets[target],
+                            client.peer
                         );
                         self.close_client(cx, ck, true);
                     }
@@ -95,9 +102,14 @@ impl ProxyService {
         let draining = self.drain_started.is_some();
         if client.requests == 0 {
             // Nothing received yet: the request timeout applies from the connection's
-            // arrival; while draining, only a short grace.
-            let limit = if draining { t.drain_grace } else { t.request };
-            if now.duration_since(client.opened) > limit {
+            // arrival; while draining, only a short grace, from the arrival or the start of
+            // the drain, whichever is later (a connection that arrived long before the drain
+            // may have its request on the wire as the drain begins).
+            let (limit, since) = match self.drain_started {
+                Some(started) => (t.drain_grace, client.opened.max(started)),
+                None => (t.request, client.opened),
+            };
+            if now.duration_since(since) > limit {
                 if draining {
                     self.close_client(cx, ck, false);
                 } else {

@@ -39,8 +39,14 @@ pub(crate) struct Upstream {
     pub eof: bool,
     /// Response bytes read and not yet forwarded.
     pub input: Buffer,
-    /// The client connection it serves; `None` while pooled.
+    /// The client connection it serves; `None` while idle.
     pub client: Option<usize>,
+    /// While idle with `--send-proxy`: the client connection it is parked with (its PROXY
+    /// header names that client); `None` while in the [`Pool`] or in use.
+    pub parked_by: Option<usize>,
+    /// The PROXY protocol header still to be written before any request byte
+    /// (`--send-proxy`, on a new connection).
+    pub proxy_header: Buffer,
     /// When it went back to the pool.
     pub idle_since: Instant,
     /// Requests it carried so far (0: a fresh connection).
@@ -67,6 +73,8 @@ impl Upstream {
             eof: false,
             input: Buffer::default(),
             client: None,
+            parked_by: None,
+            proxy_header: Buffer::default(),
             idle_since: now,
             requests: 0,
         })
