@@ -101,3 +101,39 @@ impl OpsArgs {
         cluster
     }
 }
+
+/// The HTTP connection time limits `herd serve` and `herd proxy` take (the other limits of
+/// [`Timeouts`](crate::http::Timeouts) keep their defaults).
+#[derive(Debug, clap::Args)]
+pub struct TimeoutArgs {
+    /// How long a client has to send a whole request (else 408), and its first one after it
+    /// connects, in seconds (or with a unit: "500ms").
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "10",
+        allow_negative_numbers = true,
+        value_parser = duration::at_least(Duration::from_millis(1))
+    )]
+    request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open between requests.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "5",
+        allow_negative_numbers = true,
+        value_parser = duration::at_least(Duration::from_millis(1))
+    )]
+    keep_alive_timeout: Duration,
+}
+
+impl TimeoutArgs {
+    /// The time limits these flags give.
+    pub fn timeouts(&self) -> crate::http::Timeouts {
+        crate::http::Timeouts {
+            request: self.request_timeout,
+            keep_alive: self.keep_alive_timeout,
+            ..crate::http::Timeouts::default()
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::cluster::ClusterArgs;
+use super::cluster::{ClusterArgs, OpsArgs, TimeoutArgs};
 use super::{duration, one_of, Outcome};
 use crate::proxy::{self, Balance, Target};
 use crate::proxy_protocol::Version;
@@ -23,6 +23,10 @@ pub struct ProxyArgs {
     targets: Vec<Target>,
     #[command(flatten)]
     cluster: ClusterArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
+    #[command(flatten)]
+    timeouts: TimeoutArgs,
     /// How each worker picks the target of each request.
     #[arg(long, default_value = "round-robin", value_parser = one_of(Balance::ALL, Balance::name))]
     balance: Balance,
@@ -83,5 +87,7 @@ pub fn run(args: ProxyArgs) -> Outcome {
     config.proxy_protocol = args.proxy_protocol;
     config.proxy_protocol_timeout = args.proxy_protocol_timeout;
     config.send_proxy = args.send_proxy;
-    Outcome::of_cluster(proxy::run(args.cluster.cluster(), &args.listen, config))
+    config.timeouts = args.timeouts.timeouts();
+    let cluster = args.ops.apply(args.cluster.cluster());
+    Outcome::of_cluster(proxy::run(cluster, &args.listen, config))
 }

@@ -1,9 +1,11 @@
 //! `herd serve`: a [`Cluster`](crate::Cluster) built from the flags, serving one of the
 //! built-in [`App`]s on every `--listen` address.
 
-use super::cluster::{ClusterArgs, OpsArgs};
+use super::cluster::{ClusterArgs, OpsArgs, TimeoutArgs};
 use super::{one_of, Outcome};
 use crate::app::App;
+use crate::http::Limits;
+use crate::worker::HttpService;
 
 /// Flags of `herd serve`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +33,8 @@ pub struct ServeArgs {
     app: App,
     #[command(flatten)]
     ops: OpsArgs,
+    #[command(flatten)]
+    timeouts: TimeoutArgs,
 }
 
 /// Runs `herd serve` until the cluster stops.
@@ -47,10 +51,11 @@ pub fn run(args: ServeArgs) -> Outcome {
     }
     let cluster = args.ops.apply(cluster);
     let handler = args.app.handler();
+    let timeouts = args.timeouts.timeouts();
     let addrs = args.listen;
     let cluster = cluster.worker(move |w| {
         for addr in &addrs {
-            w.listen(addr, handler)?;
+            w.serve(addr, HttpService::new(handler, Limits::default(), timeouts))?;
         }
         Ok(())
     });

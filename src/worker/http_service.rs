@@ -417,7 +417,6 @@ impl Conn {
         drain_started: Option<Instant>,
         timeouts: &Timeouts,
     ) -> Option<bool> {
-        let draining = drain_started.is_some();
         match self.phase {
             Phase::Lingering => {
                 (now.duration_since(self.last_progress) > timeouts.linger).then_some(false)
@@ -432,13 +431,18 @@ impl Conn {
                 }
                 if self.session.requests() == 0 {
                     // Nothing received yet: the request timeout applies from the connection's
-                    // arrival; while draining, only a short grace.
-                    let limit = if draining {
-                        timeouts.drain_grace
-                    } else {
-                        timeouts.request
+                    // arrival; while draining, only a short grace, counted from whichever
+                    // came later, the arrival or the drain (a connection that arrived long
+                    // before the drain may have its request on the wire right now).
+                    return match drain_started {
+                        Some(started) => {
+                            let since = self.opened.max(started);
+                            (now.duration_since(since) > timeouts.drain_grace).then_some(false)
+                        }
+                        None => {
+                            (now.duration_since(self.opened) > timeouts.request).then_some(true)
+                        }
                     };
-                    return (now.duration_since(self.opened) > limit).then_some(!draining);
                 }
                 // Between keep-alive requests.
                 match drain_started {
