@@ -2,7 +2,8 @@
 //!
 //! * `hello`: every request gets `200 OK` and `hello world` (the design document's server).
 //! * `bench`: the handler the policy benchmarks and the tests drive:
-//!   `/worker` answers the worker's id, `/echo…` answers `METHOD PATH BODY`, `/cost/N` burns N µs of CPU before answering,
+//!   `/worker` answers the worker's id, `/peer` the client's address, `/echo…` answers
+//!   `METHOD PATH BODY`, `/cost/N` burns N µs of CPU before answering,
 //!   `/sleep/N` blocks the whole worker for N ms (a stall), anything else is `hello world`.
 
 use std::fmt;
@@ -67,6 +68,8 @@ pub fn bench(req: &Request<'_>, res: &mut Response) {
     let path = req.path();
     if path == "/worker" {
         res.body(worker_id().to_string());
+    } else if path == "/peer" {
+        res.body(req.peer_addr().map_or("unknown".into(), |a| a.to_string()));
     } else if path.starts_with("/echo") {
         res.write(req.method().as_bytes());
         res.write(b" ");

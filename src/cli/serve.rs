@@ -35,6 +35,20 @@ pub struct ServeArgs {
     ops: OpsArgs,
     #[command(flatten)]
     timeouts: TimeoutArgs,
+    /// Every connection must start with a PROXY protocol header (v1 or v2), as an L4
+    /// balancer in front writes it; its client address is the requests' peer address.
+    /// Connections without one are closed.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// Seconds a connection has to send its whole PROXY protocol header.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "3",
+        allow_negative_numbers = true,
+        value_parser = super::duration::at_least(std::time::Duration::from_millis(1))
+    )]
+    proxy_protocol_timeout: std::time::Duration,
 }
 
 /// Runs `herd serve` until the cluster stops.
@@ -52,10 +66,15 @@ pub fn run(args: ServeArgs) -> Outcome {
     let cluster = args.ops.apply(cluster);
     let handler = args.app.handler();
     let timeouts = args.timeouts.timeouts();
+    let proxy_protocol = args.proxy_protocol.then_some(args.proxy_protocol_timeout);
     let addrs = args.listen;
     let cluster = cluster.worker(move |w| {
         for addr in &addrs {
-            w.serve(addr, HttpService::new(handler, Limits::default(), timeouts))?;
+            let mut service = HttpService::new(handler, Limits::default(), timeouts);
+            if let Some(deadline) = proxy_protocol {
+                service = service.with_proxy_protocol(deadline);
+            }
+            w.serve(addr, service)?;
         }
         Ok(())
     });

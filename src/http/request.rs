@@ -1,5 +1,7 @@
 //! [`Request`]: what a [`Handler`](super::Handler) sees of a request.
 
+use std::net::SocketAddr;
+
 use httparse::Header;
 
 use super::head::{find_header, Head};
@@ -13,6 +15,7 @@ pub struct Request<'a> {
     version: u8,
     headers: &'a [Header<'a>],
     body: &'a [u8],
+    peer: Option<SocketAddr>,
 }
 
 impl<'a> Request<'a> {
@@ -30,12 +33,30 @@ impl<'a> Request<'a> {
             version,
             headers,
             body,
+            peer: None,
         }
     }
 
+    /// The same request, from `peer`.
+    pub fn with_peer(mut self, peer: Option<SocketAddr>) -> Request<'a> {
+        self.peer = peer;
+        self
+    }
+
     /// The request for a parsed head and its decoded body.
-    pub(crate) fn from_head(head: &Head<'a, 'a>, body: &'a [u8]) -> Request<'a> {
-        Request::new(head.method, head.path, head.version, head.headers, body)
+    pub(crate) fn from_head(
+        head: &Head<'a, 'a>,
+        body: &'a [u8],
+        peer: Option<SocketAddr>,
+    ) -> Request<'a> {
+        Request::new(head.method, head.path, head.version, head.headers, body).with_peer(peer)
+    }
+
+    /// The client's address: the connection's peer, or, behind a balancer speaking the
+    /// PROXY protocol (`--proxy-protocol`), the client address its header named. `None`
+    /// when it is not known (a request built by hand, a peer that was already gone).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// The method, such as `GET`. Methods are case-sensitive.

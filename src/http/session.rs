@@ -93,6 +93,8 @@ pub struct Session {
     drain: bool,
     /// Part of a request head is buffered.
     partial_head: bool,
+    /// The client's address, for [`Request::peer_addr`].
+    peer: Option<std::net::SocketAddr>,
     unread: bool,
 }
 
@@ -109,7 +111,13 @@ impl Session {
             drain: false,
             partial_head: false,
             unread: false,
+            peer: None,
         }
+    }
+
+    /// The client's address, given to every request's [`Request::peer_addr`].
+    pub fn set_peer(&mut self, peer: Option<std::net::SocketAddr>) {
+        self.peer = peer;
     }
 
     /// Parses and answers every complete request at the front of `input`, appending each
@@ -340,7 +348,7 @@ impl Session {
         handler: &dyn Handler,
         date: &[u8],
     ) {
-        let request = Request::from_head(head, body);
+        let request = Request::from_head(head, body, self.peer);
         self.response.clear();
         let response = &mut self.response;
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&request, response)));

@@ -20,6 +20,10 @@
 //! * **Timeouts** ([`Timeouts`]; the defaults here): 10 s to send a whole request (else
 //!   `408`, the slowloris defence), 5 s idle between keep-alive requests (Node's default),
 //!   10 s without write progress (slow reader).
+//! * **PROXY protocol** (`--proxy-protocol`, behind an L4 balancer): a connection must start
+//!   with a v1 or v2 header ([`crate::proxy_protocol`]), read before any HTTP and within a
+//!   short deadline; its client address becomes the requests' [`Request::peer_addr`]. A
+//!   connection without a valid one is closed without an answer, and counted.
 //! * **Lingering close.** After an error response with request bytes still unread, closing
 //!   outright would make the kernel answer those bytes with RST, which can destroy the
 //!   response in flight. So the write side is shut down and input is discarded until EOF or 2 s.
@@ -55,6 +59,8 @@ enum Phase {
 enum Status {
     Alive,
     Close,
+    /// No valid PROXY protocol header: close without a word, and count it.
+    Refused(String),
 }
 
 /// One client connection.
@@ -78,6 +84,8 @@ struct Conn {
     last_progress: Instant,
     /// Requests already reported to the master.
     reported: u64,
+    /// It must still send its PROXY protocol header (`--proxy-protocol`).
+    awaiting_proxy_header: bool,
 }
 
 /// HTTP/1.1 connections over non-blocking sockets, each driven by its own [`Session`]; the
@@ -93,6 +101,10 @@ pub struct HttpConnections {
     draining: bool,
     /// When the drain began (the idle keep-alive grace counts from it).
     drain_started: Option<Instant>,
+    /// `--proxy-protocol`: how long a connection has to send its header.
+    proxy_protocol: Option<std::time::Duration>,
+    /// Connections closed for lack of a valid PROXY protocol header, in all.
+    refused_proxy_headers: u64,
 }
 
 impl std::fmt::Debug for HttpConnections {
@@ -114,14 +126,25 @@ impl HttpConnections {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             draining: false,
             drain_started: None,
+            proxy_protocol: None,
+            refused_proxy_headers: 0,
         }
+    }
+
+    /// Every connection must start with a PROXY protocol header, within `deadline`.
+    pub fn with_proxy_protocol(mut self, deadline: std::time::Duration) -> HttpConnections {
+        self.proxy_protocol = Some(deadline);
+        self
     }
 
     /// Takes a new connection (non-blocking, not yet registered) and serves what it sent.
     pub fn accept(&mut self, cx: &mut Context<'_>, stream: TcpStream, handler: &dyn Handler) {
+        let mut session = Session::new(self.limits.clone());
+        // The client, for `Request::peer_addr` (a PROXY protocol header may name another).
+        session.set_peer(stream.peer_addr().ok());
         let key = self.conns.insert(Conn {
             stream,
-            session: Session::new(self.limits.clone()),
+            session,
             input: Vec::new(),
             out: Vec::new(),
             written: 0,
@@ -132,6 +155,7 @@ impl HttpConnections {
             request_started: None,
             last_progress: cx.now,
             reported: 0,
+            awaiting_proxy_header: self.proxy_protocol.is_some(),
         });
         self.drive(cx, key, handler);
     }
@@ -159,11 +183,15 @@ impl HttpConnections {
         let now = cx.now;
         let drain_started = self.drain_started;
         let timeouts = self.timeouts;
+        let header_deadline = self.proxy_protocol;
         let expired: Vec<(usize, bool)> = self
             .conns
             .iter()
-            .filter_map(|(key, c)| {
-                (c.expired(now, drain_started, &timeouts)).map(|answer| (key, answer))
+            .filter_map(|(key, c)| match header_deadline {
+                Some(d) if c.awaiting_proxy_header => {
+                    (now.duration_since(c.opened) > d).then_some((key, false))
+                }
+                _ => (c.expired(now, drain_started, &timeouts)).map(|answer| (key, answer)),
             })
             .collect();
         for (key, answer) in expired {
@@ -228,6 +256,16 @@ impl HttpConnections {
             cx.answered(answered);
         }
         match status {
+            Status::Refused(why) => {
+                self.refused_proxy_headers += 1;
+                log::warn!(
+                    "closed a connection from {} without a valid PROXY protocol header: \
+                     {why} ({} refused so far)",
+                    (conn.stream.peer_addr()).map_or("?".to_string(), |a| a.to_string()),
+                    self.refused_proxy_headers
+                );
+                self.close(cx, key);
+            }
             Status::Close => self.close(cx, key),
             Status::Alive if !conn.registered => {
                 let token = cx.token(key);
@@ -268,6 +306,13 @@ impl<H: Handler> HttpService<H> {
             handler,
             conns: HttpConnections::new(limits, timeouts),
         }
+    }
+
+    /// Every connection must start with a PROXY protocol header (v1 or v2), within
+    /// `deadline`: for a server behind an L4 balancer that sends one.
+    pub fn with_proxy_protocol(mut self, deadline: std::time::Duration) -> Self {
+        self.conns = self.conns.with_proxy_protocol(deadline);
+        self
     }
 }
 
@@ -322,6 +367,9 @@ impl Conn {
                 match self.stream.read(scratch) {
                     Ok(0) => {
                         self.can_read = false;
+                        if self.awaiting_proxy_header {
+                            return Status::Refused("closed before a whole header".into());
+                        }
                         // EOF. Whatever was complete has been answered; an unfinished request
                         // is abandoned. Flush the responses, then close.
                         self.phase = Phase::Closing;
@@ -332,6 +380,13 @@ impl Conn {
                         // A short read drained the socket: the next arrival is a new edge.
                         self.can_read = n == scratch.len();
                         self.last_progress = cx.now;
+                        if self.awaiting_proxy_header {
+                            match self.take_proxy_header() {
+                                Ok(true) => {}
+                                Ok(false) => continue, // more of the header to come
+                                Err(why) => return Status::Refused(why),
+                            }
+                        }
                         if self.request_started.is_none() {
                             self.request_started = Some(cx.now);
                         }
@@ -351,8 +406,28 @@ impl Conn {
         }
     }
 
+    /// Parses the PROXY protocol header at the front of `input`: `Ok(true)` once it is
+    /// whole (and consumed), `Ok(false)` while it is not, `Err` if it is no valid header.
+    fn take_proxy_header(&mut self) -> Result<bool, String> {
+        match crate::proxy_protocol::parse(&self.input) {
+            Ok(Some((header, len))) => {
+                if let Some(a) = header.addresses {
+                    self.session.set_peer(Some(a.source));
+                }
+                self.input.drain(..len);
+                self.awaiting_proxy_header = false;
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Lets the session answer what `input` holds.
     fn process(&mut self, cx: &mut Context<'_>, handler: &dyn Handler, draining: bool) {
+        if self.awaiting_proxy_header {
+            return; // what is there is (part of) the header, not HTTP
+        }
         // The session measures its output backpressure on `out` as a whole: drop what was
         // already written, or a partly flushed `out` would stop it answering while the
         // read side still counts as having room.
