@@ -96,7 +96,7 @@ impl Environment {
                 buf.extend_from_slice(v.as_bytes());
             }
             if buf.contains(&0) {
-                return Err(super::spawn::nul_error(program));
+                return Err(nul_error(program));
             }
             if pid {
                 pid_slots.push((buffers.len(), buf.len()));
@@ -130,7 +130,7 @@ pub(super) fn resolve(command: &OsStr, path: Option<OsString>) -> io::Result<CSt
                     format!("cannot run {name}: Is a directory"),
                 ))
             }
-            Ok(_) if !super::spawn::executable(file) => {
+            Ok(_) if !executable(file) => {
                 return Err(cannot_run(
                     &name,
                     io::Error::from_raw_os_error(libc::EACCES),
@@ -141,7 +141,7 @@ pub(super) fn resolve(command: &OsStr, path: Option<OsString>) -> io::Result<CSt
     } else {
         search(command, &path.unwrap_or_else(|| DEFAULT_PATH.into()), &name)?
     };
-    super::spawn::c_string(found.as_os_str().as_bytes(), &name)
+    c_string(found.as_os_str().as_bytes(), &name)
 }
 
 fn search(command: &OsStr, path: &OsStr, name: &str) -> io::Result<PathBuf> {
@@ -154,7 +154,7 @@ fn search(command: &OsStr, path: &OsStr, name: &str) -> io::Result<PathBuf> {
         };
         let candidate = dir.join(command);
         if std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
-            if super::spawn::executable(&candidate) {
+            if executable(&candidate) {
                 return Ok(candidate);
             }
             denied = true; // execvp goes on looking, and reports EACCES if nothing else runs
@@ -177,6 +177,24 @@ fn cannot_run(name: &str, e: io::Error) -> io::Error {
         None => e.to_string(),
     };
     io::Error::new(e.kind(), format!("cannot run {name}: {why}"))
+}
+
+/// A NUL-terminated copy of `bytes`; a NUL inside is an error naming the program.
+pub(super) fn c_string(bytes: &[u8], program: &str) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| nul_error(program))
+}
+
+/// The error for an argument, a variable or a path that holds a NUL byte.
+pub(super) fn nul_error(program: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("cannot run {program}: an argument or variable contains a NUL byte"),
+    )
+}
+
+/// Whether `path` names a file this process may execute (for errors in the parent).
+pub(super) fn executable(path: &Path) -> bool {
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 #[cfg(test)]

@@ -27,8 +27,9 @@ mod lines;
 mod sink;
 mod timestamp;
 
+pub use destination::Origin;
 pub use lines::{Line, LineSplitter, MAX_LINE};
-pub use sink::{Dropped, LogSink, MasterWriter, Origin, Stream, DROP_REPORT_INTERVAL, QUEUE_LIMIT};
+pub use sink::{Dropped, LogSink, MasterWriter, Stream, DROP_REPORT_INTERVAL, QUEUE_LIMIT};
 
 use std::fs::File;
 use std::io::{self, Read};

@@ -36,11 +36,10 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
-use nix::unistd::{AccessFlags, Pid};
+use nix::unistd::Pid;
 
-use super::environment::{resolve, Environment};
+use super::environment::{c_string, resolve, Environment};
 use crate::sys::{ExecSpec, Ids, SpawnError, Step};
 use crate::worker::Credentials;
 
@@ -181,7 +180,7 @@ impl Program {
     /// missing, `setuid: Operation not permitted`). The child is reaped before the error
     /// returns.
     pub fn spawn(&self, fds: &ChildFds<'_>) -> io::Result<Pid> {
-        let threads = crate::master::thread_count()?;
+        let threads = crate::sys::thread_count()?;
         if threads != 1 {
             return Err(io::Error::other(format!(
                 "refusing to spawn {}: the process has {threads} threads (herd's master \
@@ -277,24 +276,6 @@ pub fn mark_inherited_fds_cloexec() -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A NUL-terminated copy of `bytes`; a NUL inside is an error naming the program.
-pub(super) fn c_string(bytes: &[u8], program: &str) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| nul_error(program))
-}
-
-/// The error for an argument, a variable or a path that holds a NUL byte.
-pub(super) fn nul_error(program: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("cannot run {program}: an argument or variable contains a NUL byte"),
-    )
-}
-
-/// Whether `path` names a file this process may execute (for errors in the parent).
-pub(super) fn executable(path: &Path) -> bool {
-    nix::unistd::access(path, AccessFlags::X_OK).is_ok()
 }
 
 #[cfg(test)]

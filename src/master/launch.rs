@@ -1,12 +1,17 @@
 //! Launching: how the master starts one worker process and gets the [`Link`] to it.
 //!
-//! A [`Launch`] is what kind of worker the cluster runs. [`ForkLaunch`] is herd's own: the
+//! A [`Launch`] is what kind of worker the cluster runs.
+//!
+//! A panic in a forked child outside a request handler (the setup closure, a `Service`)
+//! must not unwind into the copy of the master's stack frames the child inherited, running
+//! the master's destructors there: [`fork_worker`] catches it and leaves with `_exit`. [`ForkLaunch`] is herd's own: the
 //! master `fork()`s, and the child runs the user's setup closure and the worker event loop
 //! ([`crate::worker`]), talking to the master over a seqpacket socketpair created just
 //! before the fork. Another kind (a program started with `exec`, speaking its own protocol)
 //! implements the same trait and returns its own link; the supervisor does not tell them
 //! apart.
 
+use std::convert::Infallible;
 use std::io;
 use std::os::fd::RawFd;
 
@@ -14,7 +19,6 @@ use nix::unistd::Pid;
 
 use super::handoff::{LinkOptions, SeqpacketLink};
 use super::link::Link;
-use super::supervisor::fork_worker;
 use crate::channel::Channel;
 use crate::worker::{self, Credentials, Setup, WorkerId};
 
@@ -95,5 +99,36 @@ impl Launch for ForkLaunch {
             outputs: Vec::new(),
             group: false,
         })
+    }
+}
+
+/// The exit code of a forked child that panicked outside a request handler (Rust's own
+/// code for a panicking `main`).
+pub const EXIT_PANIC: i32 = 101;
+
+/// Forks a child that runs `child` and never returns; returns the child's pid in the parent.
+///
+/// Refuses unless the process is single-threaded: `fork()` copies only the calling thread,
+/// so a lock held by any other thread (the allocator's, a logger's) would stay locked
+/// forever in the child.
+pub(crate) fn fork_worker(child: impl FnOnce() -> Infallible) -> io::Result<Pid> {
+    let threads = crate::sys::thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "refusing to fork: the master has {threads} threads (herd's master must stay \
+             single-threaded; start no threads before Cluster::run)"
+        )));
+    }
+    match crate::sys::fork_single_threaded()? {
+        None => {
+            // The child. `child` leaves through `process::exit`; a panic that escapes it
+            // stops here instead of unwinding into the master's frames.
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child));
+            if panicked.is_err() {
+                log::error!("worker process {} panicked; exiting", std::process::id());
+            }
+            crate::sys::exit_now(EXIT_PANIC)
+        }
+        Some(child) => Ok(child),
     }
 }

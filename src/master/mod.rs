@@ -48,7 +48,6 @@ mod upgrade;
 pub(crate) use accept::Accepted;
 pub(crate) use launch::{ForkLaunch, Launch, LaunchContext, Launched};
 pub(crate) use link::{FromWorker, Grant, Link};
-pub(crate) use supervisor::thread_count;
 
 use std::io;
 use std::time::{Duration, Instant};

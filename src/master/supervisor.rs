@@ -2,10 +2,11 @@
 //!
 //! * **spawn** ([`Master::spawn`]): the cluster's [`super::launch::Launch`] starts a worker
 //!   into a slot and returns its link, which the master registers with its poll.
-//! * **fork** happens only in [`fork_worker`], and only while the master is single-threaded: `fork()`
-//!   copies just the calling thread, so a lock held by any other thread (the allocator's, a
-//!   logger's) would stay locked forever in the child. [`fork_worker`] checks the thread count
-//!   from `/proc/self/status` before every fork and refuses when it is not 1.
+//! * **fork** happens only through a launch (`launch.rs`), and only while the master is
+//!   single-threaded: `fork()` copies just the calling thread, so a lock held by any other
+//!   thread (the allocator's, a logger's) would stay locked forever in the child. Both ways
+//!   of starting a worker check the thread count before every fork and refuse when it is
+//!   not 1.
 //! * **reap**: SIGCHLD only says "one or more children changed state", so [`reap`] loops
 //!   `waitpid(-1, WNOHANG)` until nothing is left to collect.
 //! * **respawn back-off** ([`Slot`]): a worker that dies right after starting is restarted
@@ -16,11 +17,7 @@
 //!   recovered); **kill** and the graceful **stop** (drain every worker, kill what is left
 //!   at the shutdown timeout) end the cluster.
 //!
-//! A panic in a forked child outside a request handler (the setup closure, a `Service`)
-//! must not unwind into the copy of the master's stack frames the child inherited, running
-//! the master's destructors there: [`fork_worker`] catches it and leaves with `_exit`.
 
-use std::convert::Infallible;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
@@ -71,47 +68,6 @@ impl Slot {
         self.worker = None;
         self.respawn_at = Some(now + delay);
         delay
-    }
-}
-
-/// The number of threads in this process.
-pub fn thread_count() -> io::Result<usize> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
-}
-
-/// The exit code of a forked child that panicked outside a request handler (Rust's own
-/// code for a panicking `main`).
-pub const EXIT_PANIC: i32 = 101;
-
-/// Forks a child that runs `child` and never returns; returns the child's pid in the parent.
-///
-/// Refuses unless the process is single-threaded: `fork()` copies only the calling thread,
-/// so a lock held by any other thread (the allocator's, a logger's) would stay locked
-/// forever in the child.
-pub(crate) fn fork_worker(child: impl FnOnce() -> Infallible) -> io::Result<Pid> {
-    let threads = thread_count()?;
-    if threads != 1 {
-        return Err(io::Error::other(format!(
-            "refusing to fork: the master has {threads} threads (herd's master must stay \
-             single-threaded; start no threads before Cluster::run)"
-        )));
-    }
-    match crate::sys::fork_single_threaded()? {
-        None => {
-            // The child. `child` leaves through `process::exit`; a panic that escapes it
-            // stops here instead of unwinding into the master's frames.
-            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child));
-            if panicked.is_err() {
-                log::error!("worker process {} panicked; exiting", std::process::id());
-            }
-            crate::sys::exit_now(EXIT_PANIC)
-        }
-        Some(child) => Ok(child),
     }
 }
 

@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
-use super::protocol::ProtocolError;
+use super::error::ProtocolError;
 
 /// The default longest line, 4 MiB. Node has no limit of its own; a user message this big is
 /// far beyond what the channel is good for (every byte is JSON-encoded and parsed twice),

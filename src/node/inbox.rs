@@ -2,8 +2,9 @@
 
 use std::os::fd::OwnedFd;
 
+use super::error::ProtocolError;
 use super::framing::LineReader;
-use super::protocol::{FromWorker, ProtocolError};
+use super::protocol::FromWorker;
 
 /// One message from a worker, with the fd that came with it.
 #[derive(Debug)]

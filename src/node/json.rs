@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde_json::value::RawValue;
 
-use super::protocol::ProtocolError;
+use super::error::ProtocolError;
 
 /// A JSON value kept as the exact text it arrived as (or was given as), on one line.
 ///

@@ -53,6 +53,7 @@
 //! in the `node` binary); these files follow Node v20.
 
 mod encode;
+mod error;
 mod framing;
 mod inbox;
 mod json;
@@ -62,8 +63,9 @@ mod protocol;
 mod tests;
 
 pub use encode::{Sequencer, ToWorker};
+pub use error::ProtocolError;
 pub use framing::{Line, LineReader, MAX_LINE};
 pub use inbox::{Inbound, Inbox};
 pub use json::RawJson;
 pub(crate) use link::{NodeLink, PortMap, ServerData};
-pub use protocol::{AddressType, FromWorker, ProtocolError, ServerQuery};
+pub use protocol::{AddressType, FromWorker, ServerQuery};

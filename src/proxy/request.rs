@@ -18,21 +18,11 @@ use super::exchange::{Exchange, InFlight};
 use super::failure::Failure;
 use super::headers::{self, Forwarded};
 use super::health::Health;
-use super::service::{Gone, ProxyService, UPSTREAM_TAG};
+use super::service::{Gone, ProxyService, Sent, UPSTREAM_TAG};
 use super::upstream::{Upstream, POOL_IDLE_TIMEOUT};
 use crate::http::{parse_head, BodyKind, HttpError};
 use crate::proxy_protocol;
 use crate::worker::Context;
-
-/// How far the request side got in a pass.
-pub(super) enum Sent {
-    /// The exchange has a connected upstream: the response side may run. The flag says
-    /// whether anything progressed.
-    Connected(bool),
-    /// Not yet (still connecting), or a failure moved the exchange on (a retry, an error
-    /// answer): the next pass looks again.
-    Waiting(bool),
-}
 
 impl ProxyService {
     /// Between exchanges: parses the next request head and starts its exchange.

@@ -35,7 +35,6 @@ use super::client::{Client, Phase};
 use super::exchange::{Ended, Exchange, InFlight};
 use super::headers;
 use super::health::Health;
-use super::request::Sent;
 use super::upstream::{Pool, Upstream, POOL_IDLE_TIMEOUT};
 use super::Config;
 use crate::worker::{Context, Service};
@@ -66,6 +65,16 @@ pub struct ProxyService {
 
 /// The client connection was closed during the call: its slab key is no longer valid.
 pub(super) struct Gone;
+
+/// How far the request side got in a pass.
+pub(super) enum Sent {
+    /// The exchange has a connected upstream: the response side may run. The flag says
+    /// whether anything progressed.
+    Connected(bool),
+    /// Not yet (still connecting), or a failure moved the exchange on (a retry, an error
+    /// answer): the next pass looks again.
+    Waiting(bool),
+}
 
 impl ProxyService {
     /// A proxy for `config`'s targets. Each worker makes its own.

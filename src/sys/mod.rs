@@ -27,6 +27,8 @@ pub(crate) use epoll::{epoll_add_level, epoll_del};
 pub(crate) use fd::{
     adopt_inherited, close_inherited_from_parent, set_cloexec, set_cloexec_by_number,
 };
-pub(crate) use process::{exit_now, fork_single_threaded, install_worker_signals, SignalPipe};
+pub(crate) use process::{
+    exit_now, fork_single_threaded, install_worker_signals, thread_count, SignalPipe,
+};
 pub(crate) use socket::{defer_accept, recv_with_fds, wait_for};
 pub(crate) use spawn::{fork_exec, ExecSpec, Ids, SpawnError, Step, PID_DIGITS};

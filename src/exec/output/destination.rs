@@ -8,6 +8,7 @@
 //! finished before anything else.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,7 +18,25 @@ use std::time::Duration;
 use nix::sys::socket::{sendmsg, MsgFlags};
 use nix::sys::stat::{fstat, SFlag};
 
-use super::sink::Origin;
+use crate::worker::WorkerId;
+
+/// Who wrote a line: for the prefix and for counting drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    /// herd itself (its log, through [`MasterWriter`]): no prefix.
+    Master,
+    /// A worker: `[worker 3] ` before each line.
+    Worker(WorkerId),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Master => f.write_str("herd's own log"),
+            Origin::Worker(id) => write!(f, "worker {id}"),
+        }
+    }
+}
 
 /// The largest write the kernel keeps whole in a pipe.
 const PIPE_BUF: usize = libc::PIPE_BUF;

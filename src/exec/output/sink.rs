@@ -36,10 +36,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::destination::Destination;
+use super::destination::{Destination, Origin};
 use super::lines::{Line, LineSplitter, MAX_LINE};
 use super::timestamp;
-use crate::worker::WorkerId;
 
 /// The default bound of one destination's queue.
 pub const QUEUE_LIMIT: usize = 1 << 20;
@@ -56,24 +55,6 @@ pub enum Stream {
     Stdout,
     /// The worker's stderr (and herd's own log).
     Stderr,
-}
-
-/// Who wrote a line: for the prefix and for counting drops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Origin {
-    /// herd itself (its log, through [`MasterWriter`]): no prefix.
-    Master,
-    /// A worker: `[worker 3] ` before each line.
-    Worker(WorkerId),
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Master => f.write_str("herd's own log"),
-            Origin::Worker(id) => write!(f, "worker {id}"),
-        }
-    }
 }
 
 /// Lines that did not fit (or found their destination broken), from one origin.
