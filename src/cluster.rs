@@ -34,9 +34,10 @@ use std::time::Duration;
 
 use crate::config::{ClusterConfig, MAX_TIMEOUT};
 use crate::event::{Control, Event, EventCallback, Shutdown};
-use crate::exec::output::LogSink;
 use crate::exec::{ExecLaunch, Program, Protocol};
-use crate::master::{ForkLaunch, Launch, Master};
+use crate::link::Launch;
+use crate::master::{ForkLaunch, Master};
+use crate::output::LogSink;
 use crate::policy::Policy;
 use crate::worker::{Setup, Worker};
 

@@ -7,17 +7,20 @@
 //!
 //! # Layout
 //!
-//! In the order a connection meets it (`master`, `sys` and `reuseport` are private: read
-//! them in the source, `cargo doc --document-private-items` renders them too):
+//! In the order a connection meets it (`master`, `link`, `sys` and `reuseport` are
+//! private: read them in the source, `cargo doc --document-private-items` renders them too):
 //!
 //! * [`cluster`]: the public API, shaped like Node's: [`Cluster`], a builder over the plain
 //!   settings of [`config`] and the callbacks of [`event`] ([`Event`], [`Control`]).
 //! * `master/`: the master's loop, one step per file: `accept.rs` → `dispatch.rs` (by
 //!   [`policy`]) → `handoff.rs` (flush: `sendmsg` with `SCM_RIGHTS`); `messages.rs` (what
 //!   workers say), `listeners.rs` (keyed as Node keys them), `supervisor.rs` (spawn, reap,
-//!   disconnect, kill, stop), `signals.rs`; `link.rs` and `launch.rs`, the seam every kind
-//!   of worker plugs into; `ops.rs`, `reload.rs`, `upgrade.rs`, `systemd.rs`, `restarts.rs`,
-//!   `admin.rs` for operators.
+//!   disconnect, kill, stop), `signals.rs`, `output.rs` (exec'd workers' output pipes),
+//!   `launch.rs` (herd's own forked workers); `ops.rs`, `reload.rs`, `upgrade.rs`,
+//!   `systemd.rs`, `restarts.rs`, `admin.rs` for operators.
+//! * `link/`: the seam every kind of worker plugs into: how the master starts one
+//!   (`Launch`) and talks to it (`Link`: queue connections, messages, a drain; hear what
+//!   it says), below the master and every kind of worker alike.
 //! * [`channel`]: the wire between the master and herd's own workers: one seqpacket message
 //!   per packet, fds attached with `SCM_RIGHTS`.
 //! * [`worker`]: herd's own worker process: `bootstrap.rs` (after the fork), `event_loop.rs`,
@@ -27,7 +30,10 @@
 //!   worker's [`worker::HttpService`].
 //! * [`proxy_protocol`]: HAProxy's PROXY protocol (v1, v2), sans IO: the header a balancer
 //!   puts in front of a relayed connection to name the real client.
-//! * [`exec`]: workers that are programs (`herd run -- CMD`): spawn, output, readiness.
+//! * [`exec`]: workers that are programs (`herd run -- CMD`): fork + exec with fds in place
+//!   (`spawn.rs`), a per-worker `NOTIFY_SOCKET` (`notify.rs`), their `Launch` (`launch.rs`).
+//! * [`output`]: exec'd workers' stdout and stderr, to herd's own a whole line at a time,
+//!   prefixed, never blocking the master.
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
 //! * [`node`]: Node.js's cluster IPC protocol, sans IO, for herd as the primary of `node`
@@ -53,9 +59,11 @@ pub mod config;
 pub mod event;
 pub mod exec;
 pub mod http;
+pub(crate) mod link;
 pub mod load;
 pub(crate) mod master;
 pub mod node;
+pub mod output;
 pub mod policy;
 pub mod proxy;
 pub mod proxy_protocol;

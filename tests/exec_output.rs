@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use herd::exec::output::{Drained, LogSink, Origin, Stream, WorkerOutput, MAX_LINE};
+use herd::output::{Drained, LogSink, Origin, Stream, WorkerOutput, MAX_LINE};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use super::cluster::{ClusterArgs, OpsArgs};
 use super::{one_of, Outcome};
 use crate::event::Event;
-use crate::exec::output::LogSink;
 use crate::exec::Protocol;
 use crate::node::RawJson;
+use crate::output::LogSink;
 
 /// Flags of `herd run`.
 #[derive(Debug, clap::Args)]

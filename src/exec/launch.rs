@@ -16,10 +16,10 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
-use super::output::{Stream, WorkerOutput};
 use super::{ChildFds, Program};
-use crate::master::{Launch, LaunchContext, Launched};
+use crate::link::{Launch, LaunchContext, Launched};
 use crate::node::{NodeLink, PortMap, ServerData};
+use crate::output::{Stream, WorkerOutput};
 
 /// The protocol a worker program speaks on its channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,8 @@
 //!
 //! * [`spawn`]: starts the program with fds at chosen numbers and nothing else inherited,
 //!   its own pid in `LISTEN_PID`, its own process group, the master's death as its own.
-//! * [`output`]: what the program writes to stdout and stderr, forwarded to herd's own
-//!   output (or `--log-file`) a whole line at a time, prefixed with the worker, without
-//!   ever blocking the master's loop.
+//! * what the program writes to stdout and stderr is forwarded to herd's own output (or
+//!   `--log-file`) a whole line at a time by [`crate::output`].
 //! * [`notify`]: a `NOTIFY_SOCKET` per worker, and the `sd_notify` messages
 //!   (`READY=1`, `STATUS=…`) it receives from that worker alone.
 //! * `launch.rs`: the master's `Launch` for such workers: spawn with the protocol's
@@ -15,7 +14,6 @@
 mod environment;
 mod launch;
 pub mod notify;
-pub mod output;
 pub mod spawn;
 
 pub(crate) use launch::ExecLaunch;

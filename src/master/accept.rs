@@ -20,6 +20,8 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+
+use crate::link::Accepted;
 use std::time::{Duration, Instant};
 
 use mio::Interest;
@@ -34,15 +36,6 @@ const ACCEPT_BURST: usize = 128;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How often the fd-exhaustion and all-workers-full warnings may repeat.
 const WARN_INTERVAL: Duration = Duration::from_secs(5);
-
-/// An accepted connection on its way to a worker.
-#[derive(Debug)]
-pub(crate) struct Accepted {
-    /// The master's copy of the connection (non-blocking, close-on-exec).
-    pub stream: TcpStream,
-    /// Which listener accepted it.
-    pub listener: ListenerId,
-}
 
 /// The accept pause and the rate limits of its warnings.
 #[derive(Debug, Default)]

@@ -14,9 +14,9 @@
 //! full, is passed by and not forgotten: once it reports closes or its channel drains
 //! ([`Master::room_freed`]) the waiting connections and `node`'s gate get another turn.
 
-use super::accept::Accepted;
 use super::{Master, WorkerState};
 use crate::channel::ListenerId;
+use crate::link::Accepted;
 use crate::policy::{Eligibility, Policy};
 
 impl Master {

@@ -38,23 +38,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
-use super::accept::Accepted;
-use super::link::{FromWorker, Grant, Link};
 use super::{Master, WorkerState, WORKER_BASE};
 use crate::channel::{Channel, Received, ToMaster, ToWorker, MAX_FDS_PER_HANDOFF, MAX_MESSAGE};
-
-/// What a seqpacket link asks of its worker (set by the policy).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LinkOptions {
-    /// The most fds per packet (1 ..= [`MAX_FDS_PER_HANDOFF`]).
-    pub batch: usize,
-    /// Ask the worker to acknowledge each handoff at once (the `node` policy gates on it).
-    pub want_acks: bool,
-    /// Ask for closes in every loop turn that closed some (the load-aware policies steer by
-    /// the open count: one corrected only every 50 ms makes a stalled worker, which reports
-    /// nothing, look like the least loaded).
-    pub eager_reports: bool,
-}
+use crate::link::{Accepted, FromWorker, Grant, Link, LinkOptions};
 
 /// The master's ends of one forked worker's channel.
 pub(crate) struct SeqpacketLink {

@@ -17,44 +17,10 @@ use std::os::fd::RawFd;
 
 use nix::unistd::Pid;
 
-use super::handoff::{LinkOptions, SeqpacketLink};
-use super::link::Link;
+use super::handoff::SeqpacketLink;
 use crate::channel::Channel;
-use crate::worker::{self, Credentials, Setup, WorkerId};
-
-/// What the supervisor gives a launch.
-pub(crate) struct LaunchContext<'a> {
-    /// The new worker's id.
-    pub id: WorkerId,
-    /// Every fd of the master's (listeners, other workers' links, its poll, signal pipe,
-    /// admin sockets): a forked child must close them. (All are close-on-exec, so an exec'd
-    /// program never sees them.)
-    pub master_fds: &'a [RawFd],
-    /// Who the worker runs as (`--user`), if not the master's user.
-    pub credentials: Option<&'a Credentials>,
-    /// What the link should ask of the worker under the policy.
-    pub link: LinkOptions,
-}
-
-/// A started worker.
-pub(crate) struct Launched {
-    /// Its process id.
-    pub pid: Pid,
-    /// The master's side of its channel.
-    pub link: Box<dyn Link>,
-    /// The pipes its stdout and stderr go to, for the master to read (exec'd programs;
-    /// herd's own forked workers write to herd's stdout and stderr directly).
-    pub outputs: Vec<crate::exec::output::WorkerOutput>,
-    /// It leads its own process group: signals go to the group (a shell wrapper's
-    /// children stop too).
-    pub group: bool,
-}
-
-/// A kind of worker: how to start one.
-pub(crate) trait Launch {
-    /// Starts worker `cx.id`. The master is single-threaded here (a fork is safe).
-    fn launch(&mut self, cx: LaunchContext<'_>) -> io::Result<Launched>;
-}
+use crate::link::{Launch, LaunchContext, Launched};
+use crate::worker::{self, Setup};
 
 /// herd's own workers: a forked child running the user's setup closure, then its loop.
 pub(crate) struct ForkLaunch {

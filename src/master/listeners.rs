@@ -34,10 +34,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use mio::net::TcpListener;
 
-use super::accept::Accepted;
-use super::link::Grant;
 use super::systemd::Inherited;
 use crate::channel::ListenerId;
+use crate::link::Accepted;
+use crate::link::Grant;
 use crate::policy::{Acceptance, AckGate, Picker};
 
 /// How many connections the kernel queues for the master to accept (Node and nginx use 511;

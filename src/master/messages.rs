@@ -18,9 +18,9 @@
 
 use nix::sys::signal::Signal;
 
-use super::link::FromWorker;
 use super::{Master, Phase, WorkerState};
 use crate::event::{Control, Event};
+use crate::link::FromWorker;
 
 impl Master {
     /// Reads and acts on everything worker `key` sent.

@@ -21,9 +21,11 @@
 //! * [`ops`] ([`reload`], [`upgrade`], [`systemd`], [`restarts`]): what a service
 //!   manager and an operator need; [`admin`]: `/metrics` and `/status` from this same loop.
 //!
-//! A worker is whatever a [`Launch`] started and a [`Link`] talks to: today herd's own
-//! forked worker over a seqpacket socketpair ([`handoff::SeqpacketLink`]). Accept, dispatch
-//! and the policies never look behind that seam.
+//! A worker is whatever a [`Launch`] started and a [`Link`] talks to (the seam,
+//! [`crate::link`]): herd's own forked worker over a seqpacket socketpair
+//! ([`handoff::SeqpacketLink`], started by [`launch::ForkLaunch`]), or an exec'd program
+//! (a Node.js app: [`crate::node`]'s link). Accept, dispatch and the policies never look
+//! behind that seam.
 //!
 //! Under a worker-accept policy the master never accepts: it binds, passes the listening
 //! socket to each worker with its listen grant, and only supervises.
@@ -33,7 +35,6 @@ mod admin;
 mod dispatch;
 mod handoff;
 mod launch;
-mod link;
 mod listeners;
 mod messages;
 pub(crate) mod ops;
@@ -45,9 +46,7 @@ mod supervisor;
 mod systemd;
 mod upgrade;
 
-pub(crate) use accept::Accepted;
-pub(crate) use launch::{ForkLaunch, Launch, LaunchContext, Launched};
-pub(crate) use link::{FromWorker, Grant, Link};
+pub(crate) use launch::ForkLaunch;
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -60,6 +59,7 @@ use slab::Slab;
 use crate::channel::ListenerId;
 use crate::config::ClusterConfig;
 use crate::event::{EventCallback, Shutdown};
+use crate::link::{Accepted, Launch, Link};
 use crate::worker::WorkerId;
 use listeners::Listeners;
 use supervisor::Slot;
@@ -231,11 +231,11 @@ pub struct Master {
     /// Reload, upgrade, restart limit, systemd, privileges ([`ops`]).
     ops: ops::Ops,
     /// Exec'd workers' output pipes ([`output`]).
-    outputs: Slab<crate::exec::output::WorkerOutput>,
+    outputs: Slab<crate::output::WorkerOutput>,
     /// Output pipes to read again this turn (they had bytes left after their budget).
     outputs_pending: Vec<usize>,
     /// Where worker output goes (herd's stdout and stderr, or `--log-file`).
-    sink: Option<crate::exec::output::LogSink>,
+    sink: Option<crate::output::LogSink>,
 }
 
 impl std::fmt::Debug for Master {
@@ -255,7 +255,7 @@ impl Master {
         config: ClusterConfig,
         on_event: Option<EventCallback>,
         launch: Box<dyn Launch>,
-        sink: Option<crate::exec::output::LogSink>,
+        sink: Option<crate::output::LogSink>,
     ) -> io::Result<Master> {
         let max_connections = accept::connection_limit(config.max_connections);
         let ops = ops::Ops::new(&config)?;

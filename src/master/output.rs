@@ -1,6 +1,6 @@
 //! Worker output in the master's loop: the pipes an exec'd worker's stdout and stderr go
 //! to, read as they fill and written to herd's own output a whole line at a time
-//! ([`crate::exec::output`] does the lines and the writing; this file the polling).
+//! ([`crate::output`] does the lines and the writing; this file the polling).
 //!
 //! * Each pipe is registered for reading at `OUTPUT_BASE + k`. A read takes at most a
 //!   budget per loop turn; a pipe left with bytes is read again on the next turn without
@@ -17,7 +17,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
 use super::{Master, OUTPUT_BASE};
-use crate::exec::output::{Drained, LogSink, WorkerOutput};
+use crate::output::{Drained, LogSink, WorkerOutput};
 use crate::worker::WorkerId;
 
 /// How long the master waits at exit for herd's output to take what is queued.

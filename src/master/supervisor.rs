@@ -28,10 +28,10 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::handoff::LinkOptions;
-use super::launch::LaunchContext;
 use super::{Load, Master, Phase, WorkerProc, WorkerState, WORKER_BASE};
 use crate::event::{Event, ExitStatus};
+use crate::link::LaunchContext;
+use crate::link::LinkOptions;
 use crate::policy::Policy;
 
 /// The first respawn delay after a quick death.

@@ -46,7 +46,7 @@ use sendfd::SendWithFd;
 
 use super::{AddressType, FromWorker as Node, Inbox, RawJson, Sequencer, ServerQuery, ToWorker};
 use crate::channel::ListenerId;
-use crate::master::{Accepted, FromWorker, Grant, Link};
+use crate::link::{Accepted, FromWorker, Grant, Link};
 use crate::policy::Acceptance;
 
 /// How long a worker that gave a connection back is passed by: long enough that one

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! * [`WorkerOutput`] owns the read end of one pipe (the write end is the child's fd 1 or
-//!   2, see [`ChildFds::stdout`](super::ChildFds::stdout)), non-blocking, for the master's
+//!   2, see [`ChildFds::stdout`](crate::exec::ChildFds::stdout)), non-blocking, for the master's
 //!   poll. [`WorkerOutput::on_readable`] reads a bounded amount, splits it into lines
 //!   ([`LineSplitter`]: a line over [`MAX_LINE`] = 64 KiB is cut into pieces marked `…`
 //!   at the cut, on both sides), and queues them in the [`LogSink`].
@@ -71,7 +71,7 @@ pub struct WorkerOutput {
 impl WorkerOutput {
     /// A pipe for worker `id`'s `stream`: the master's end, and the write end to give the
     /// child (blocking, as programs expect of their stdout; close-on-exec in the master,
-    /// placed without the flag by [`super::Program::spawn`]). Close the write end in the
+    /// placed without the flag by [`crate::exec::Program::spawn`]). Close the write end in the
     /// master once the child is spawned, or the pipe never reaches end-of-file.
     pub fn pipe(id: WorkerId, stream: Stream) -> io::Result<(WorkerOutput, OwnedFd)> {
         // Only the read end is non-blocking: the flag belongs to the open file description,

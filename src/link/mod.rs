@@ -6,19 +6,36 @@
 //! what it never took when it dies. The wire behind a link is its own business:
 //!
 //! * herd's forked workers: a `SOCK_SEQPACKET` socketpair, one binary message per packet,
-//!   up to 16 fds per handoff ([`super::handoff::SeqpacketLink`], [`crate::channel`]);
-//! * an exec'd program speaking another protocol (Node.js's newline-delimited JSON over a
-//!   `SOCK_STREAM` socketpair, one fd per `sendmsg`) implements the same trait.
+//!   up to 16 fds per handoff (`master::handoff::SeqpacketLink`, [`crate::channel`]);
+//! * an exec'd Node.js program: newline-delimited JSON over a `SOCK_STREAM` socketpair, one
+//!   fd per `sendmsg` ([`crate::node`]'s link).
 //!
-//! A [`super::launch::Launch`] starts the process and returns its link.
+//! A [`Launch`] starts the process and returns its link. This module sits below the master,
+//! `node` and `exec`, which all import it and none of each other's internals: a new kind
+//! of worker is a new [`Launch`] and [`Link`], and touches neither accept, dispatch nor the
+//! policies.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{OwnedFd, RawFd};
 
-use super::accept::Accepted;
+use std::net::TcpStream;
+
 use crate::channel::ListenerId;
 use crate::policy::Acceptance;
+
+mod launch;
+
+pub(crate) use launch::{Launch, LaunchContext, Launched, LinkOptions};
+
+/// An accepted connection on its way to a worker.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// The master's copy of the connection (non-blocking, close-on-exec).
+    pub stream: TcpStream,
+    /// Which listener accepted it.
+    pub listener: ListenerId,
+}
 
 /// What a worker told the master, in the master's terms.
 #[derive(Debug)]

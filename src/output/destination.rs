@@ -23,7 +23,7 @@ use crate::worker::WorkerId;
 /// Who wrote a line: for the prefix and for counting drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Origin {
-    /// herd itself (its log, through [`MasterWriter`]): no prefix.
+    /// herd itself (its log, through [`MasterWriter`](super::MasterWriter)): no prefix.
     Master,
     /// A worker: `[worker 3] ` before each line.
     Worker(WorkerId),

@@ -1,0 +1,61 @@
+//! Launching: how the master starts one worker process and gets the [`Link`] to it.
+//!
+//! A [`Launch`] is what kind of worker the cluster runs: herd's own forked worker
+//! (`master::launch::ForkLaunch`), or a program started with `exec` that speaks its own
+//! protocol (`exec::ExecLaunch`). The supervisor calls it into a slot and registers the
+//! link it returns; it does not tell the kinds apart.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use nix::unistd::Pid;
+
+use super::Link;
+use crate::worker::{Credentials, WorkerId};
+
+/// What a link asks of its worker (set by the policy).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkOptions {
+    /// The most fds per packet (1 ..= [`MAX_FDS_PER_HANDOFF`]).
+    pub batch: usize,
+    /// Ask the worker to acknowledge each handoff at once (the `node` policy gates on it).
+    pub want_acks: bool,
+    /// Ask for closes in every loop turn that closed some (the load-aware policies steer by
+    /// the open count: one corrected only every 50 ms makes a stalled worker, which reports
+    /// nothing, look like the least loaded).
+    pub eager_reports: bool,
+}
+
+/// What the supervisor gives a launch.
+pub(crate) struct LaunchContext<'a> {
+    /// The new worker's id.
+    pub id: WorkerId,
+    /// Every fd of the master's (listeners, other workers' links, its poll, signal pipe,
+    /// admin sockets): a forked child must close them. (All are close-on-exec, so an exec'd
+    /// program never sees them.)
+    pub master_fds: &'a [RawFd],
+    /// Who the worker runs as (`--user`), if not the master's user.
+    pub credentials: Option<&'a Credentials>,
+    /// What the link should ask of the worker under the policy.
+    pub link: LinkOptions,
+}
+
+/// A started worker.
+pub(crate) struct Launched {
+    /// Its process id.
+    pub pid: Pid,
+    /// The master's side of its channel.
+    pub link: Box<dyn Link>,
+    /// The pipes its stdout and stderr go to, for the master to read (exec'd programs;
+    /// herd's own forked workers write to herd's stdout and stderr directly).
+    pub outputs: Vec<crate::output::WorkerOutput>,
+    /// It leads its own process group: signals go to the group (a shell wrapper's
+    /// children stop too).
+    pub group: bool,
+}
+
+/// A kind of worker: how to start one.
+pub(crate) trait Launch {
+    /// Starts worker `cx.id`. The master is single-threaded here (a fork is safe).
+    fn launch(&mut self, cx: LaunchContext<'_>) -> io::Result<Launched>;
+}
