@@ -54,9 +54,11 @@ pub struct Cluster {
 #[derive(Debug)]
 struct Exec {
     program: Program,
-    protocol: Option<Protocol>,
+    protocol: Protocol,
     port_map: Vec<(u16, u16)>,
     output: Option<LogSink>,
+    ready_after: Option<Duration>,
+    stop_signal: nix::sys::signal::Signal,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -211,6 +213,11 @@ impl Cluster {
     /// `cluster.isWorker` is true, its servers' `listen()` ask the master for their sockets,
     /// and the [`Event::Message`]s are its `process.send()`s.
     ///
+    /// Any other program is socket-activated, as systemd starts a service: the
+    /// [`listen`](Cluster::listen) addresses' sockets at fds 3, 4, … (`LISTEN_FDS`,
+    /// `LISTEN_PID`), a `NOTIFY_SOCKET` of its own for `READY=1`; it accepts itself, so the
+    /// policy must be `shared` or `reuseport`.
+    ///
     /// ```no_run
     /// let mut app = std::process::Command::new("node");
     /// app.arg("app.js");
@@ -231,6 +238,8 @@ impl Cluster {
             protocol,
             port_map: Vec::new(),
             output: None,
+            ready_after: None,
+            stop_signal: nix::sys::signal::Signal::SIGTERM,
         });
         self
     }
@@ -239,7 +248,25 @@ impl Cluster {
     /// say (a `node` behind another name).
     pub fn protocol(mut self, protocol: Protocol) -> Self {
         if let Some(exec) = self.exec.as_mut() {
-            exec.protocol = Some(protocol);
+            exec.protocol = protocol;
+        }
+        self
+    }
+
+    /// A socket-activated program that never sends `READY=1` counts as ready this long
+    /// after it started (by default it must notify).
+    pub fn ready_after(mut self, after: Duration) -> Self {
+        if let Some(exec) = self.exec.as_mut() {
+            exec.ready_after = Some(after.min(MAX_TIMEOUT));
+        }
+        self
+    }
+
+    /// The signal that asks a socket-activated program to finish (its process group gets
+    /// it; SIGTERM by default; SIGKILL follows after the shutdown timeout).
+    pub fn stop_signal(mut self, signal: nix::sys::signal::Signal) -> Self {
+        if let Some(exec) = self.exec.as_mut() {
+            exec.stop_signal = signal;
         }
         self
     }
@@ -278,18 +305,18 @@ impl Cluster {
                 exec.program
                     .check()
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let protocol = exec.protocol.ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "{}: no protocol for this program (only Node.js is supported: \
-                             name it node, or set the protocol)",
-                            exec.program.command().to_string_lossy()
-                        ),
-                    )
-                })?;
+                let protocol = exec.protocol;
                 check_policy(protocol, self.config.policy)?;
-                let launch = ExecLaunch::new(exec.program, protocol, exec.port_map);
+                if protocol == Protocol::Systemd && self.config.listen.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a socket-activated program needs --listen: herd binds the sockets \
+                         it passes",
+                    ));
+                }
+                let launch = ExecLaunch::new(exec.program, protocol, exec.port_map)
+                    .ready_after(exec.ready_after)
+                    .stop_signal(exec.stop_signal);
                 (Box::new(launch), exec.output)
             }
         };
@@ -310,11 +337,20 @@ fn check_policy(protocol: Protocol, policy: Policy) -> io::Result<()> {
         (Protocol::Node, Policy::ReusePort) => {
             "a Node server cannot take a SO_REUSEPORT socket of its own from the primary"
         }
+        (Protocol::Systemd, Policy::Shared | Policy::ReusePort) => return Ok(()),
+        (Protocol::Systemd, _) => {
+            "the master would accept, and a socket-activated program cannot receive \
+             connections: it accepts from the sockets it was given"
+        }
+    };
+    let fits = match protocol {
+        Protocol::Node => "round-robin, node or shared",
+        Protocol::Systemd => "shared or reuseport",
     };
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
         format!(
-            "--policy {policy} cannot serve {} workers: {why} (use round-robin, node or shared)",
+            "--policy {policy} cannot serve {} workers: {why} (use {fits})",
             protocol.name()
         ),
     ))

@@ -17,9 +17,10 @@ pub struct ClusterArgs {
     #[arg(long, short = 'w', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
     /// How connections are spread over workers: round-robin, node, least-connections, p2c
-    /// (the master accepts); shared, shared-exclusive, reuseport (the workers accept).
-    #[arg(long, value_name = "POLICY", default_value = "round-robin")]
-    policy: Policy,
+    /// (the master accepts); shared, shared-exclusive, reuseport (the workers accept)
+    /// [default: round-robin; shared for a socket-activated `herd run`].
+    #[arg(long, value_name = "POLICY")]
+    pub policy: Option<Policy>,
     /// How long a graceful stop waits for workers before killing them, in seconds ("10",
     /// "2.5") or with a unit ("500ms"); 0 kills at once.
     #[arg(
@@ -36,7 +37,7 @@ impl ClusterArgs {
     /// A cluster with these settings, to add listeners and the worker's function to.
     pub fn cluster(&self) -> Cluster {
         let cluster = Cluster::new()
-            .policy(self.policy)
+            .policy(self.policy.unwrap_or_default())
             .shutdown_timeout(self.shutdown_timeout);
         match self.workers {
             Some(n) => cluster.workers(n as usize),

@@ -2,7 +2,9 @@
 //! become a [`Cluster`](crate::Cluster) whose workers are CMD ([`Cluster::exec`]).
 //!
 //! For `node app.js`, herd is the cluster primary of an unmodified Node.js app: its worker
-//! branch runs, its servers' `listen()` ask herd, and herd hands out the connections.
+//! branch runs, its servers' `listen()` ask herd, and herd hands out the connections. Any
+//! other program is socket-activated, as systemd would start it: herd binds every
+//! `--listen` address and each worker gets the sockets at fds 3, 4, …
 //!
 //! [`Cluster::exec`]: crate::Cluster::exec
 
@@ -24,9 +26,27 @@ pub struct RunArgs {
     cluster: ClusterArgs,
     #[command(flatten)]
     ops: OpsArgs,
-    /// The protocol CMD speaks [default: node when CMD is node or nodejs].
-    #[arg(long, value_parser = one_of(&[Protocol::Node], Protocol::name))]
+    /// The protocol CMD speaks [default: node when CMD is node or nodejs, else systemd
+    /// (socket activation)].
+    #[arg(long, value_parser = one_of(Protocol::ALL, Protocol::name))]
     protocol: Option<Protocol>,
+    /// Socket activation: an address to bind and pass to every worker (repeat for
+    /// several; port 0 picks a free port). Node workers ask for theirs with listen().
+    #[arg(long = "listen", short = 'l', value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Socket activation: a worker that never sends READY=1 on its NOTIFY_SOCKET is taken
+    /// as ready this long after it starts [default: it must notify].
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        value_parser = super::duration::at_least(std::time::Duration::ZERO)
+    )]
+    ready_after: Option<std::time::Duration>,
+    /// Socket activation: the signal that asks a worker to finish (sent to its process
+    /// group); SIGKILL follows after --shutdown-timeout.
+    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
+    stop_signal: nix::sys::signal::Signal,
     /// A worker's listen on port FROM binds TO instead (0: any free port); the program is
     /// told it got FROM. Repeat for several.
     #[arg(long = "map-port", value_name = "FROM=TO", value_parser = parse_port_map)]
@@ -41,6 +61,23 @@ pub struct RunArgs {
     /// The program and its arguments (after `--`).
     #[arg(required = true, value_name = "CMD")]
     command: Vec<OsString>,
+}
+
+fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal, String> {
+    use nix::sys::signal::Signal;
+    let name = s.trim_start_matches("SIG");
+    [
+        ("TERM", Signal::SIGTERM),
+        ("INT", Signal::SIGINT),
+        ("QUIT", Signal::SIGQUIT),
+        ("HUP", Signal::SIGHUP),
+        ("USR1", Signal::SIGUSR1),
+        ("USR2", Signal::SIGUSR2),
+    ]
+    .into_iter()
+    .find(|(n, _)| *n == name)
+    .map(|(_, sig)| sig)
+    .ok_or_else(|| format!("'{s}': expected one of TERM, INT, QUIT, HUP, USR1, USR2"))
 }
 
 fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
@@ -71,9 +108,21 @@ pub fn output(args: &RunArgs) -> std::io::Result<LogSink> {
 pub fn run(args: RunArgs, sink: LogSink) -> Outcome {
     let mut command = std::process::Command::new(&args.command[0]);
     command.args(&args.command[1..]);
-    let mut cluster = args.ops.apply(args.cluster.cluster()).exec(command);
-    if let Some(protocol) = args.protocol {
-        cluster = cluster.protocol(protocol);
+    let protocol = (args.protocol).unwrap_or_else(|| Protocol::of_command(command.get_program()));
+    let mut cluster = args.ops.apply(args.cluster.cluster());
+    if protocol == Protocol::Systemd && args.cluster.policy.is_none() {
+        // The program accepts itself: every worker from the one shared socket.
+        cluster = cluster.policy(crate::policy::Policy::Shared);
+    }
+    for addr in &args.listen {
+        cluster = cluster.listen(addr.clone());
+    }
+    let mut cluster = cluster
+        .exec(command)
+        .protocol(protocol)
+        .stop_signal(args.stop_signal);
+    if let Some(after) = args.ready_after {
+        cluster = cluster.ready_after(after);
     }
     for (from, to) in args.port_map {
         cluster = cluster.map_port(from, to);

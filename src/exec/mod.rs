@@ -11,6 +11,7 @@
 //! * `launch.rs`: the master's `Launch` for such workers: spawn with the protocol's
 //!   environment and fds, and return the link that speaks it.
 
+mod activation;
 mod environment;
 mod launch;
 pub mod notify;

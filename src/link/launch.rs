@@ -38,6 +38,11 @@ pub(crate) struct LaunchContext<'a> {
     pub credentials: Option<&'a Credentials>,
     /// What the link should ask of the worker under the policy.
     pub link: LinkOptions,
+    /// For a launch that [`Launch::activates`]: every open listener, granted as the policy
+    /// says (the shared socket, or one `SO_REUSEPORT` socket of the worker's own), in
+    /// listener order. The launch passes their sockets to the worker; the master's copies
+    /// close when these are dropped.
+    pub grants: Vec<super::Grant>,
 }
 
 /// A started worker.
@@ -58,4 +63,10 @@ pub(crate) struct Launched {
 pub(crate) trait Launch {
     /// Starts worker `cx.id`. The master is single-threaded here (a fork is safe).
     fn launch(&mut self, cx: LaunchContext<'_>) -> io::Result<Launched>;
+
+    /// Whether the worker gets its listening sockets at start (socket activation) rather
+    /// than asking for them: [`LaunchContext::grants`] is filled in then.
+    fn activates(&self) -> bool {
+        false
+    }
 }

@@ -78,6 +78,12 @@ pub(crate) enum FromWorker {
     /// The worker is leaving on its own (Node's `cluster.worker.disconnect()`): it gets
     /// nothing new; its exit is respawned like any other.
     Leaving,
+    /// The worker now serves these listeners, which it was given at its start (a
+    /// socket-activated program, once it said `READY=1`).
+    Listening {
+        /// The listeners, in the order of its fds.
+        listeners: Vec<ListenerId>,
+    },
     /// A user message (`process.send`, `Worker::send`), as the worker's bytes.
     Message(Vec<u8>),
 }
@@ -151,6 +157,7 @@ pub(crate) trait Link {
         None
     }
 
-    /// [`Link::next_deadline`] has passed: the link may take connections again.
-    fn on_deadline(&mut self, _now: std::time::Instant) {}
+    /// [`Link::next_deadline`] has passed: the link may take connections again, or has
+    /// something to say (appended to `out`).
+    fn on_deadline(&mut self, _now: std::time::Instant, _out: &mut Vec<FromWorker>) {}
 }

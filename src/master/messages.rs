@@ -58,7 +58,7 @@ impl Master {
         }
     }
 
-    fn on_message(&mut self, key: usize, msg: FromWorker) {
+    pub(super) fn on_message(&mut self, key: usize, msg: FromWorker) {
         let Some(w) = self.workers.get_mut(key) else {
             return;
         };
@@ -111,6 +111,19 @@ impl Master {
                     self.listeners.get(listener).local
                 );
                 self.listeners.unsubscribe_from(listener, key);
+            }
+            FromWorker::Listening { listeners } => {
+                for l in listeners {
+                    if self.listeners.get(l).socket.is_none() {
+                        continue; // closed since (a stop)
+                    }
+                    let local = self.listeners.subscribe(l, key);
+                    log::info!("worker {id} listening on {local}");
+                    self.emit(&Event::Listening {
+                        worker: id,
+                        addr: local,
+                    });
+                }
             }
             FromWorker::Leaving => {
                 log::info!("worker {id} is leaving (it disconnected itself)");

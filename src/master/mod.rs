@@ -407,14 +407,20 @@ impl Master {
         self.accept.unpause(now);
         // A link that was passed by for a moment (a worker that gave a connection back)
         // may take connections again.
-        let mut due = false;
-        for (_, w) in self.workers.iter_mut() {
+        let mut due = Vec::new();
+        for (key, w) in self.workers.iter_mut() {
             if w.link.next_deadline().is_some_and(|t| t <= now) {
-                w.link.on_deadline(now);
-                due = true;
+                let mut said = Vec::new();
+                w.link.on_deadline(now, &mut said);
+                due.push((key, said));
             }
         }
-        if due {
+        if !due.is_empty() {
+            for (key, said) in due {
+                for msg in said {
+                    self.on_message(key, msg);
+                }
+            }
             self.room_freed();
         }
         self.admin_tick(now);

@@ -105,6 +105,15 @@ impl Master {
         master_fds.extend(self.ops.fds());
         master_fds.extend(self.output_fds());
         let policy = self.config.policy;
+        let grants = if self.launch.activates() {
+            let accept = policy.acceptance();
+            (self.listeners.ids())
+                .filter(|&l| self.listeners.get(l).socket.is_some())
+                .map(|l| self.listeners.grant(l, accept))
+                .collect::<io::Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
         let launched = self.launch.launch(LaunchContext {
             id,
             master_fds: &master_fds,
@@ -116,6 +125,7 @@ impl Master {
                 want_acks: policy == Policy::Node,
                 eager_reports: matches!(policy, Policy::LeastConnections | Policy::P2c),
             },
+            grants,
         })?;
         let key = self.workers.vacant_key();
         let fd = launched.link.fd();

@@ -572,7 +572,7 @@ impl Link for NodeLink {
         self.rejected_until
     }
 
-    fn on_deadline(&mut self, now: Instant) {
+    fn on_deadline(&mut self, now: Instant, _out: &mut Vec<FromWorker>) {
         if self.rejected_until.is_some_and(|t| t <= now) {
             self.rejected_until = None;
         }
