@@ -537,4 +537,30 @@ mod tests {
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
+
+    /// The README's example file, the one `scripts/herd.service` reads: every table parses
+    /// as its subcommand's flags, and its pid file is the unit's PIDFile=.
+    #[test]
+    fn the_readme_example_is_a_valid_file_for_the_systemd_unit() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```toml\n# /etc/herd/herd.toml")
+            .expect("the README's example file")
+            + "```toml\n".len();
+        let toml = &readme[start..start + readme[start..].find("```").unwrap()];
+        for name in TABLES {
+            let args = expanded(toml, &["herd", name]).unwrap();
+            if let Err(e) = Cli::try_parse_from(&args) {
+                panic!("[{name}]: {args:?}: {e}");
+            }
+            if *name == "serve" {
+                assert!(args.contains(&"--pid-file=/run/herd/herd.pid".to_string()));
+            }
+        }
+        let unit = include_str!("../../scripts/herd.service");
+        assert!(unit
+            .lines()
+            .any(|l| l == "ExecStart=/usr/local/bin/herd --config /etc/herd/herd.toml serve"));
+        assert!(unit.lines().any(|l| l == "PIDFile=/run/herd/herd.pid"));
+    }
 }
