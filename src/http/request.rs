@@ -77,7 +77,8 @@ impl<'a> Request<'a> {
                 if let Some(v4) = addr.as_sockaddr_in() {
                     Some(SocketAddr::V4((*v4).into()))
                 } else {
-                    addr.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+                    addr.as_sockaddr_in6()
+                        .map(|v6| SocketAddr::V6((*v6).into()))
                 }
             }
         }
