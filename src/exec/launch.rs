@@ -155,6 +155,7 @@ impl Launch for ExecLaunch {
                     link: Box::new(link),
                     outputs: vec![stdout, stderr],
                     group: true,
+                    listens: true,
                 })
             }
             Protocol::Systemd => {
@@ -203,6 +204,7 @@ impl Launch for ExecLaunch {
                     link: Box::new(link),
                     outputs: vec![stdout, stderr],
                     group: true,
+                    listens: true,
                 })
             }
         }
