@@ -124,6 +124,7 @@ impl Master {
                 // connection.
                 want_acks: policy == Policy::Node,
                 eager_reports: matches!(policy, Policy::LeastConnections | Policy::P2c),
+                worker_timeout: self.config.worker_timeout,
             },
             grants,
         })?;
@@ -143,6 +144,7 @@ impl Master {
             started: Instant::now(),
             link: launched.link,
             load: Load::default(),
+            health: super::watchdog::Health::new(Instant::now()),
             write_armed: false,
             group: launched.group,
         });
