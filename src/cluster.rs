@@ -367,7 +367,9 @@ impl Cluster {
 /// The policies a kind of exec'd worker can be served by.
 fn check_policy(protocol: Protocol, policy: Policy) -> io::Result<()> {
     let why = match (protocol, policy) {
-        (Protocol::Node, Policy::RoundRobin | Policy::Node | Policy::Shared) => return Ok(()),
+        (Protocol::Node, Policy::RoundRobin | Policy::Node | Policy::IpHash | Policy::Shared) => {
+            return Ok(())
+        }
         (Protocol::Node, Policy::LeastConnections | Policy::P2c) => {
             "it steers by open connections, which Node workers do not report"
         }
@@ -384,7 +386,7 @@ fn check_policy(protocol: Protocol, policy: Policy) -> io::Result<()> {
         }
     };
     let fits = match protocol {
-        Protocol::Node => "round-robin, node or shared",
+        Protocol::Node => "round-robin, node, ip-hash or shared",
         Protocol::Systemd => "shared or reuseport",
     };
     Err(io::Error::new(

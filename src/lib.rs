@@ -26,6 +26,8 @@
 //! * [`worker`]: herd's own worker process: `bootstrap.rs` (after the fork), `event_loop.rs`,
 //!   `tokens.rs`, and the [`worker::Service`] each listener's connections go to
 //!   ([`worker::HttpService`]).
+//! * [`rendezvous`]: rendezvous hashing, the stable client → worker (`--policy ip-hash`)
+//!   and client → target (`herd proxy --balance ip-hash`) affinity.
 //! * [`http`]: HTTP/1.1 as a sans-IO state machine (parse, frame, respond), driven by the
 //!   worker's [`worker::HttpService`].
 //! * [`proxy_protocol`]: HAProxy's PROXY protocol (v1, v2), sans IO: the header a balancer
@@ -67,6 +69,7 @@ pub mod output;
 pub mod policy;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod rendezvous;
 pub(crate) mod reuseport;
 mod sys;
 pub mod url;

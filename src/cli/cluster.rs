@@ -16,8 +16,8 @@ pub struct ClusterArgs {
     /// Number of worker processes [default: the number of CPUs].
     #[arg(long, short = 'w', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
-    /// How connections are spread over workers: round-robin, node, least-connections, p2c
-    /// (the master accepts); shared, shared-exclusive, reuseport (the workers accept)
+    /// How connections are spread over workers: round-robin, node, least-connections, p2c,
+    /// ip-hash (the master accepts); shared, shared-exclusive, reuseport (the workers accept)
     /// [default: round-robin; shared for a socket-activated `herd run`].
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<Policy>,

@@ -35,6 +35,9 @@ pub(crate) struct Accepted {
     pub stream: TcpStream,
     /// Which listener accepted it.
     pub listener: ListenerId,
+    /// The client's address, as `accept` gave it (`--policy ip-hash` hashes its IP); `None`
+    /// when unknown (the socket's peer is gone).
+    pub peer: Option<SocketAddr>,
 }
 
 /// What a worker told the master, in the master's terms.

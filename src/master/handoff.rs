@@ -256,8 +256,11 @@ impl Link for SeqpacketLink {
                 Ok(Received::Packet(n, fds)) => {
                     if let Ok(ToWorker::Handoff { listeners, .. }) = ToWorker::decode(&buf[..n]) {
                         back.extend(listeners.into_iter().zip(fds).map(|(listener, fd)| {
+                            // The peer, for `ip-hash` to send it where its others went.
+                            let stream = TcpStream::from(fd);
                             Accepted {
-                                stream: TcpStream::from(fd),
+                                peer: stream.peer_addr().ok(),
+                                stream,
                                 listener,
                             }
                         }));
