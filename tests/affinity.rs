@@ -163,3 +163,48 @@ fn a_bad_balance_is_a_one_line_error() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("cookie:NAME"), "{err}");
 }
+
+/// Each worker's `herd_worker_connections_total` in a `/metrics` scrape.
+fn connections_per_worker(admin: SocketAddr) -> BTreeMap<String, u64> {
+    let text = get(admin, "/metrics").text();
+    (text.lines())
+        .filter_map(|l| l.strip_prefix("herd_worker_connections_total{worker=\""))
+        .filter_map(|rest| {
+            let (id, value) = rest.split_once("\"} ")?;
+            Some((id.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn herd_load_from_many_source_addresses_shows_ip_hash_spreading_clients() {
+    let h = Herd::serve(4, &["--policy", "ip-hash", "--admin", "127.0.0.1:0"]);
+    let admin = h.admin_addr();
+    let url = format!("http://{}/", h.addr);
+    let load = |extra: &[&str]| {
+        let out = Command::new(herd_bin())
+            .args(["load", &url, "-c", "32", "-d", "0.5s", "--close"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // From one address: one client, one worker.
+    load(&[]);
+    let one = connections_per_worker(admin);
+    assert_eq!(one.values().filter(|&&n| n > 0).count(), 1, "{one:?}");
+    // From 32: every worker gets some.
+    load(&["--source-ips", "127.0.0.2-127.0.0.33"]);
+    let many = connections_per_worker(admin);
+    assert_eq!(many.values().filter(|&&n| n > 0).count(), 4, "{many:?}");
+    let bad = Command::new(herd_bin())
+        .args(["load", &url, "--source-ips", "127.0.0.9-127.0.0.2"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ends before it starts"));
+}
