@@ -150,6 +150,12 @@ start_herd() {
     SERVER_PORT[$name]=$(wait_log_port "$name" 'listening on 127\.0\.0\.1:[0-9]+' 30)
 }
 
+# The proxy of another herd build (HERD_BASE_BIN), for before/after in one run.
+start_herd_proxy_base() {
+    [[ -x ${HERD_BASE_BIN:-} ]] || die "herd_proxy_base needs HERD_BASE_BIN, an executable herd"
+    HERD_BIN=$HERD_BASE_BIN start_herd_proxy "$1"
+}
+
 # herd with one fd per handoff packet: what batching buys on the accept path.
 start_herd_batch1() { start_herd "$1" --handoff-batch 1; }
 
@@ -358,7 +364,7 @@ report() {
     local ours peer pair printed=0
     # Servers are compared with servers, proxies with proxies, the Node program with itself.
     for pair in herd/nginx herd/node herd/herd_base herd_proxy/nginx_proxy \
-        herd_proxy/haproxy_proxy herd_proxy/node_proxy herd_node/node_primary; do
+        herd_proxy/haproxy_proxy herd_proxy/node_proxy herd_proxy/herd_proxy_base herd_node/node_primary; do
         ours=${pair%/*} peer=${pair#*/}
         [[ -n ${RPS_KA[$ours]:-} && -n ${RPS_KA[$peer]:-} ]] || continue
         ((printed)) || echo

@@ -237,7 +237,7 @@ impl Picker {
             let i = (self.next + step) % len;
             if eligible(i) {
                 let l = load(i);
-                if best.map_or(true, |(b, _)| l < b) {
+                if best.is_none_or(|(b, _)| l < b) {
                     best = Some((l, i));
                 }
             }

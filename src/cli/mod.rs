@@ -10,6 +10,7 @@
 //! | `bench.rs` | `herd bench` | [`bench::run`](crate::bench::run) |
 //! | `run.rs` | `herd run -- CMD` | [`Cluster::run`](crate::Cluster::run) with [`Cluster::exec`](crate::Cluster::exec) |
 //! | `cluster.rs` | the cluster flags `serve` and `proxy` share | |
+//! | `config_file.rs` | `--config herd.toml`: a file's settings turned into flags | |
 //! | `duration.rs` | the one parser of every duration flag | |
 //!
 //! Exit codes, decided in [`Outcome`] alone: 0 success or graceful stop, 1 a failure while
@@ -17,6 +18,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod config_file;
 pub mod duration;
 pub mod load;
 pub mod proxy;
@@ -36,6 +38,14 @@ use crate::event::Shutdown;
 #[derive(Debug, Parser)]
 #[command(name = "herd", version, after_help = SIGNALS_HELP)]
 pub struct Cli {
+    /// Read the settings of serve, proxy or run from this TOML file: its [serve], [proxy] or
+    /// [run] table, whose keys are the flags' long names (and `command` for run). Flags on the
+    /// command line replace the file's. Before or after the subcommand: herd --config
+    /// herd.toml serve, or herd serve --config herd.toml.
+    // Read by `config_file::expand`, which turns the file into flags before this parse.
+    #[arg(long, value_name = "PATH", global = true)]
+    #[allow(dead_code)]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -114,7 +124,10 @@ impl Outcome {
 
 /// Parses the command line and runs it; the process's exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match config_file::expand(std::env::args_os().collect()) {
+        Ok(args) => Cli::parse_from(args),
+        Err(message) => return Outcome::Usage(message).exit("herd"),
+    };
     // Fds this process inherited without close-on-exec (a shell's, say) must not reach the
     // programs it starts.
     if let Err(e) = crate::exec::mark_inherited_fds_cloexec() {

@@ -51,6 +51,9 @@ pub struct RunArgs {
     /// told it got FROM. Repeat for several.
     #[arg(long = "map-port", value_name = "FROM=TO", value_parser = parse_port_map)]
     port_map: Vec<(u16, u16)>,
+    /// Set NAME to VALUE in every worker's environment (repeat for several).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    env: Vec<(OsString, OsString)>,
     /// Write herd's log and the workers' output lines here instead of stdout and stderr;
     /// SIGUSR1 reopens it (for logrotate).
     #[arg(long, value_name = "PATH")]
@@ -95,6 +98,15 @@ fn parse_port_map(s: &str) -> Result<(u16, u16), String> {
     Ok((from, port(to)?))
 }
 
+fn parse_env(s: &str) -> Result<(OsString, OsString), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.into(), value.into())),
+        _ => Err(format!(
+            "'{s}': expected NAME=VALUE, e.g. NODE_ENV=production"
+        )),
+    }
+}
+
 /// Where herd's own log and the workers' lines go, for [`super::main`] to log through.
 pub fn output(args: &RunArgs) -> std::io::Result<LogSink> {
     let sink = match &args.log_file {
@@ -107,7 +119,7 @@ pub fn output(args: &RunArgs) -> std::io::Result<LogSink> {
 /// Runs `herd run` until the cluster stops; `sink` is [`output`]'s.
 pub fn run(args: RunArgs, sink: LogSink) -> Outcome {
     let mut command = std::process::Command::new(&args.command[0]);
-    command.args(&args.command[1..]);
+    command.args(&args.command[1..]).envs(args.env);
     let protocol = (args.protocol).unwrap_or_else(|| Protocol::of_command(command.get_program()));
     let mut cluster = args.ops.apply(args.cluster.cluster());
     if protocol == Protocol::Systemd && args.cluster.policy.is_none() {

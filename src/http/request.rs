@@ -1,6 +1,7 @@
 //! [`Request`]: what a [`Handler`](super::Handler) sees of a request.
 
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 
 use httparse::Header;
 
@@ -15,7 +16,19 @@ pub struct Request<'a> {
     version: u8,
     headers: &'a [Header<'a>],
     body: &'a [u8],
-    peer: Option<SocketAddr>,
+    peer: Peer,
+}
+
+/// Where a request's client address comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// Not known.
+    Unknown,
+    /// Given (a PROXY protocol header's, say).
+    Known(SocketAddr),
+    /// The connection's own peer, asked of its socket only if a handler wants it: most do
+    /// not, and `getpeername` would cost every connection a system call.
+    Socket(RawFd),
 }
 
 impl<'a> Request<'a> {
@@ -33,30 +46,42 @@ impl<'a> Request<'a> {
             version,
             headers,
             body,
-            peer: None,
+            peer: Peer::Unknown,
         }
     }
 
     /// The same request, from `peer`.
     pub fn with_peer(mut self, peer: Option<SocketAddr>) -> Request<'a> {
-        self.peer = peer;
+        self.peer = peer.map_or(Peer::Unknown, Peer::Known);
         self
     }
 
     /// The request for a parsed head and its decoded body.
-    pub(crate) fn from_head(
-        head: &Head<'a, 'a>,
-        body: &'a [u8],
-        peer: Option<SocketAddr>,
-    ) -> Request<'a> {
-        Request::new(head.method, head.path, head.version, head.headers, body).with_peer(peer)
+    pub(crate) fn from_head(head: &Head<'a, 'a>, body: &'a [u8], peer: Peer) -> Request<'a> {
+        let mut request = Request::new(head.method, head.path, head.version, head.headers, body);
+        request.peer = peer;
+        request
     }
 
     /// The client's address: the connection's peer, or, behind a balancer speaking the
     /// PROXY protocol (`--proxy-protocol`), the client address its header named. `None`
     /// when it is not known (a request built by hand, a peer that was already gone).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.peer
+        match self.peer {
+            Peer::Unknown => None,
+            Peer::Known(addr) => Some(addr),
+            // The socket is open for as long as the handler runs (the session's connection).
+            Peer::Socket(fd) => {
+                let addr: nix::sys::socket::SockaddrStorage =
+                    nix::sys::socket::getpeername(fd).ok()?;
+                if let Some(v4) = addr.as_sockaddr_in() {
+                    Some(SocketAddr::V4((*v4).into()))
+                } else {
+                    addr.as_sockaddr_in6()
+                        .map(|v6| SocketAddr::V6((*v6).into()))
+                }
+            }
+        }
     }
 
     /// The method, such as `GET`. Methods are case-sensitive.

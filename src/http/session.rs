@@ -94,7 +94,7 @@ pub struct Session {
     /// Part of a request head is buffered.
     partial_head: bool,
     /// The client's address, for [`Request::peer_addr`].
-    peer: Option<std::net::SocketAddr>,
+    peer: super::request::Peer,
     unread: bool,
 }
 
@@ -111,13 +111,19 @@ impl Session {
             drain: false,
             partial_head: false,
             unread: false,
-            peer: None,
+            peer: super::request::Peer::Unknown,
         }
     }
 
     /// The client's address, given to every request's [`Request::peer_addr`].
     pub fn set_peer(&mut self, peer: Option<std::net::SocketAddr>) {
-        self.peer = peer;
+        self.peer = peer.map_or(super::request::Peer::Unknown, super::request::Peer::Known);
+    }
+
+    /// The client is the peer of the socket `fd`, which stays open while the session is in
+    /// use: asked only when a handler wants it.
+    pub fn set_peer_socket(&mut self, fd: std::os::fd::RawFd) {
+        self.peer = super::request::Peer::Socket(fd);
     }
 
     /// Parses and answers every complete request at the front of `input`, appending each

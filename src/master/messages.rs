@@ -185,7 +185,7 @@ impl Master {
     /// Queues a user message for worker `to` (or every live worker).
     pub(super) fn send_message(&mut self, to: Option<crate::worker::WorkerId>, msg: &[u8]) {
         for (key, w) in self.workers.iter_mut() {
-            if w.state != WorkerState::Disconnected && to.map_or(true, |id| id == w.id) {
+            if w.state != WorkerState::Disconnected && to.is_none_or(|id| id == w.id) {
                 match w.link.queue_message(msg) {
                     Ok(()) => self.dirty.push(key),
                     Err(why) => log::error!("worker {}: {why}", w.id),

@@ -232,7 +232,7 @@ impl LogSink {
         let mut sink = self.lock();
         let due = sink
             .last_report
-            .map_or(true, |t| now.duration_since(t) >= DROP_REPORT_INTERVAL);
+            .is_none_or(|t| now.duration_since(t) >= DROP_REPORT_INTERVAL);
         if sink.dropped.is_empty() || !due {
             return Vec::new();
         }

@@ -40,7 +40,7 @@ pub(crate) enum Verdict {
 impl Health {
     /// Whether the target may get a request now.
     pub fn usable(&self, now: Instant) -> bool {
-        self.down_until.map_or(true, |until| now >= until)
+        self.down_until.is_none_or(|until| now >= until)
     }
 
     /// When the target's back-off ends, if it is marked down (or was, and has not answered

@@ -141,7 +141,7 @@ impl HttpConnections {
     pub fn accept(&mut self, cx: &mut Context<'_>, stream: TcpStream, handler: &dyn Handler) {
         let mut session = Session::new(self.limits.clone());
         // The client, for `Request::peer_addr` (a PROXY protocol header may name another).
-        session.set_peer(stream.peer_addr().ok());
+        session.set_peer_socket(std::os::fd::AsRawFd::as_raw_fd(&stream));
         let key = self.conns.insert(Conn {
             stream,
             session,

@@ -373,7 +373,7 @@ pub fn is_gone(pid: i32) -> bool {
         Ok(stat) => stat
             .rsplit(')')
             .next()
-            .map_or(true, |s| s.trim_start().starts_with('Z')),
+            .is_none_or(|s| s.trim_start().starts_with('Z')),
     }
 }
 
