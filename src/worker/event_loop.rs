@@ -115,7 +115,7 @@ impl Worker {
             // or (accepting for itself) a listening socket only this worker watches.
             let watched = open > 0 || channel_ready || !self.acceptors.is_empty();
             if let Some(every) = self.heartbeat.filter(|_| watched) {
-                if last_beat.map_or(true, |t| now.duration_since(t) >= every) {
+                if last_beat.is_none_or(|t| now.duration_since(t) >= every) {
                     self.beat()?;
                     last_beat = Some(now);
                 }
