@@ -17,7 +17,8 @@
 //!   workers say), `listeners.rs` (keyed as Node keys them), `supervisor.rs` (spawn, reap,
 //!   disconnect, kill, stop), `signals.rs`, `output.rs` (exec'd workers' output pipes),
 //!   `launch.rs` (herd's own forked workers); `ops.rs`, `reload.rs`, `upgrade.rs`,
-//!   `systemd.rs`, `restarts.rs`, `admin.rs` for operators.
+//!   `systemd.rs`, `restarts.rs`, `watchdog.rs` (hung workers), `recycle.rs` (`--max-requests`),
+//!   `admin.rs` for operators.
 //! * `link/`: the seam every kind of worker plugs into: how the master starts one
 //!   (`Launch`) and talks to it (`Link`: queue connections, messages, a drain; hear what
 //!   it says), below the master and every kind of worker alike.

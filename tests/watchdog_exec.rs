@@ -28,15 +28,15 @@ fn python(args: &[&str], script: &str, env: &[(&str, &str)]) -> Command {
 fn a_socket_activated_program_that_stops_pinging_is_killed_and_replaced() {
     no_core_dumps();
     let cmd = python(
-        &["--workers", "1", "--worker-timeout", "0.5"],
+        &["--workers", "1", "--worker-timeout", "1"],
         "watchdog.py",
         &[],
     );
     let h = Herd::start(cmd, 1);
     // It was given the protocol's variables (it exits unless WATCHDOG_PID is its pid).
-    h.log.wait_for("watchdog period 0.5s");
+    h.log.wait_for("watchdog period 1.0s");
     let first = h.forks()[&1];
-    // Pinging every 0.25 s for 1.5 s: three timeout periods, and it is not touched.
+    // Pinging every 0.25 s for 1.5 s, more than a timeout period: it is not touched.
     let stopped = h.log.wait_for("stopped pinging");
     let lines = h.log.lines();
     let at = lines.iter().position(|l| *l == stopped).unwrap();
@@ -89,7 +89,7 @@ fn max_requests_is_refused_for_a_socket_activated_program() {
 fn a_node_worker_stuck_in_a_loop_is_killed_and_its_waiting_connections_served() {
     no_core_dumps();
     let mut cmd = Command::new(herd_bin());
-    cmd.args(["run", "--workers", "2", "--worker-timeout", "1"])
+    cmd.args(["run", "--workers", "2", "--worker-timeout", "2"])
         .args(["--", "node", &fixture("node", "blocking.js")]);
     let h = Herd::start(cmd, 2);
     let addr = h.addr;
