@@ -208,3 +208,19 @@ fn herd_load_from_many_source_addresses_shows_ip_hash_spreading_clients() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ends before it starts"));
 }
+
+#[test]
+fn ip_hash_serves_node_workers_too() {
+    let mut cmd = Command::new(herd_bin());
+    cmd.args(["run", "--workers", "2", "--policy", "ip-hash", "--", "node"])
+        .arg(format!(
+            "{}/tests/node/blocking.js",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+    let h = Herd::start(cmd, 2);
+    let node_worker = |source| get_from(source, h.addr, "/").text();
+    let one: BTreeSet<String> = (0..10).map(|_| node_worker(client(3))).collect();
+    assert_eq!(one.len(), 1, "{one:?}");
+    let all: BTreeSet<String> = (0..16).map(|i| node_worker(client(i))).collect();
+    assert_eq!(all.len(), 2, "{all:?}");
+}
