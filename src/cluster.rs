@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use crate::config::{ClusterConfig, MAX_TIMEOUT};
 use crate::event::{Control, Event, EventCallback, Shutdown};
-use crate::exec::{ExecLaunch, Program, Protocol};
+use crate::exec::{ExecLaunch, InstanceLaunch, Program, Protocol};
 use crate::link::Launch;
 use crate::master::{ForkLaunch, Master};
 use crate::output::LogSink;
@@ -48,6 +48,17 @@ pub struct Cluster {
     setup: Option<Setup>,
     /// Workers that are a program instead of the `worker` closure.
     exec: Option<Exec>,
+    /// Instances of a program on ports of their own, beside the workers.
+    instances: Option<Instances>,
+}
+
+/// Instances beside the workers ([`Cluster::instances`]).
+#[derive(Debug)]
+struct Instances {
+    program: Program,
+    count: usize,
+    base_port: u16,
+    ready_path: Option<String>,
 }
 
 /// A program the workers run ([`Cluster::exec`]).
@@ -68,6 +79,7 @@ impl std::fmt::Debug for Cluster {
             .field("on_event", &self.on_event.is_some())
             .field("worker", &self.setup.is_some())
             .field("exec", &self.exec)
+            .field("instances", &self.instances)
             .finish()
     }
 }
@@ -86,6 +98,7 @@ impl Cluster {
             on_event: None,
             setup: None,
             exec: None,
+            instances: None,
         }
     }
 
@@ -259,13 +272,7 @@ impl Cluster {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn exec(mut self, command: std::process::Command) -> Self {
-        let mut program = Program::new(command.get_program()).args(command.get_args());
-        for (name, value) in command.get_envs() {
-            program = match value {
-                Some(value) => program.env(name, value),
-                None => program.env_remove(name),
-            };
-        }
+        let program = program_of(&command);
         let protocol = Protocol::of_command(command.get_program());
         self.exec = Some(Exec {
             program,
@@ -315,6 +322,34 @@ impl Cluster {
         self
     }
 
+    /// `count` instances of `command` beside the workers, supervised as they are (respawn
+    /// with back-off, restart limits, reloads one at a time): instance `i` runs with
+    /// `PORT=base_port+i` and `HERD_INSTANCE=i`, binds that port itself, and is ready once
+    /// the port accepts a connection (or [`instance_ready_path`](Cluster::instance_ready_path)
+    /// answers 2xx). `herd proxy --spawn` balances over them.
+    pub fn instances(
+        mut self,
+        command: std::process::Command,
+        count: usize,
+        base_port: u16,
+    ) -> Self {
+        self.instances = Some(Instances {
+            program: program_of(&command),
+            count: count.max(1),
+            base_port,
+            ready_path: None,
+        });
+        self
+    }
+
+    /// The path an instance is ready at: a `GET` of it must answer 2xx.
+    pub fn instance_ready_path(mut self, path: impl Into<String>) -> Self {
+        if let Some(i) = self.instances.as_mut() {
+            i.ready_path = Some(path.into());
+        }
+        self
+    }
+
     /// Where an [`exec`](Cluster::exec)'d worker's stdout and stderr lines go (default:
     /// herd's own stdout and stderr, each line prefixed with its worker).
     pub fn output(mut self, sink: LogSink) -> Self {
@@ -360,8 +395,38 @@ impl Cluster {
                 (Box::new(launch), exec.output)
             }
         };
-        Master::new(self.config, self.on_event, launch, sink)?.run()
+        let workers = self.config.workers;
+        let mut groups: Vec<(Box<dyn Launch>, usize)> = vec![(launch, workers)];
+        let mut sink = sink;
+        if let Some(i) = self.instances {
+            i.program
+                .check()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            if i.base_port as usize + i.count - 1 > u16::MAX as usize {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "--spawn-port + --spawn goes past port 65535",
+                ));
+            }
+            sink = sink.or(Some(LogSink::stdio()?));
+            let launch = InstanceLaunch::new(i.program, i.base_port, i.ready_path);
+            groups.push((Box::new(launch), i.count));
+        }
+        Master::new(self.config, self.on_event, groups, sink)?.run()
     }
+}
+
+/// A [`Program`] from what a [`std::process::Command`] says: its program, arguments and
+/// environment (its current directory is not taken: the program runs in herd's).
+fn program_of(command: &std::process::Command) -> Program {
+    let mut program = Program::new(command.get_program()).args(command.get_args());
+    for (name, value) in command.get_envs() {
+        program = match value {
+            Some(value) => program.env(name, value),
+            None => program.env_remove(name),
+        };
+    }
+    program
 }
 
 /// The policies a kind of exec'd worker can be served by.

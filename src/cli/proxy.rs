@@ -1,4 +1,7 @@
 //! `herd proxy`: the flags become a [`proxy::Config`] and a cluster, handed to [`proxy::run`].
+//! With `--spawn N --spawn-port BASE -- CMD`, the cluster also runs N instances of CMD on
+//! ports BASE.. (the design document's last program, with the instances managed), and they
+//! are the targets.
 
 use std::time::Duration;
 
@@ -9,6 +12,7 @@ use crate::proxy_protocol::Version;
 
 /// Flags of `herd proxy`.
 #[derive(Debug, clap::Args)]
+#[command(trailing_var_arg = true)]
 pub struct ProxyArgs {
     /// Address to listen on. Port 0 picks a free port.
     #[arg(
@@ -19,8 +23,27 @@ pub struct ProxyArgs {
     )]
     listen: String,
     /// A server to forward to, http://IP:PORT or http://localhost:PORT (repeat for several).
-    #[arg(long = "target", short = 't', value_name = "URL", required = true)]
+    #[arg(
+        long = "target",
+        short = 't',
+        value_name = "URL",
+        required_unless_present = "spawn"
+    )]
     targets: Vec<Target>,
+    /// Start N instances of the command after `--`, supervised by herd, and forward to them:
+    /// instance i runs with PORT=BASE+i (and HERD_INSTANCE=i) and must listen there.
+    #[arg(long, value_name = "N", requires = "spawn_port", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    spawn: Option<u16>,
+    /// The first instance's port (--spawn).
+    #[arg(long, value_name = "BASE", requires = "spawn", value_parser = clap::value_parser!(u16).range(1..))]
+    spawn_port: Option<u16>,
+    /// An instance is ready once a GET of this path answers 2xx [default: once its port
+    /// accepts a connection] (--spawn).
+    #[arg(long, value_name = "PATH", requires = "spawn")]
+    ready_path: Option<String>,
+    /// The instances' program and its arguments, after `--` (--spawn).
+    #[arg(value_name = "CMD", requires = "spawn")]
+    command: Vec<std::ffi::OsString>,
     #[command(flatten)]
     cluster: ClusterArgs,
     #[command(flatten)]
@@ -81,7 +104,24 @@ pub struct ProxyArgs {
 
 /// Runs `herd proxy` until the cluster stops.
 pub fn run(args: ProxyArgs) -> Outcome {
-    let mut config = proxy::Config::new(args.targets);
+    let mut targets = args.targets;
+    let mut instances = None;
+    if let (Some(n), Some(base)) = (args.spawn, args.spawn_port) {
+        let Some((program, rest)) = args.command.split_first() else {
+            return Outcome::Usage("--spawn needs the instances' command after --".into());
+        };
+        if base as usize + n as usize - 1 > u16::MAX as usize {
+            return Outcome::Usage(format!("--spawn-port {base} + --spawn {n} goes past 65535"));
+        }
+        for i in 0..n {
+            let url = format!("http://127.0.0.1:{}", base + i);
+            targets.push(url.parse().expect("a valid target URL"));
+        }
+        let mut command = std::process::Command::new(program);
+        command.args(rest);
+        instances = Some((command, n as usize, base));
+    }
+    let mut config = proxy::Config::new(targets);
     config.balance = args.balance;
     config.upstream_timeout = args.upstream_timeout;
     config.change_origin = args.change_origin;
@@ -91,6 +131,15 @@ pub fn run(args: ProxyArgs) -> Outcome {
     config.proxy_protocol_timeout = args.proxy_protocol_timeout;
     config.send_proxy = args.send_proxy;
     config.timeouts = args.timeouts.timeouts();
-    let cluster = args.ops.apply(args.cluster.cluster());
-    Outcome::of_cluster(proxy::run(cluster, &args.listen, config))
+    let mut cluster = args.ops.apply(args.cluster.cluster());
+    if let Some((command, n, base)) = instances {
+        cluster = cluster.instances(command, n, base);
+        if let Some(path) = args.ready_path {
+            cluster = cluster.instance_ready_path(path);
+        }
+    }
+    match proxy::run(cluster, &args.listen, config) {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Outcome::Usage(e.to_string()),
+        result => Outcome::of_cluster(result),
+    }
 }

@@ -87,8 +87,8 @@ impl ActivationLink {
 }
 
 impl Link for ActivationLink {
-    fn fd(&self) -> RawFd {
-        self.notify.fd()
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.notify.fd())
     }
 
     fn fds(&self) -> Vec<RawFd> {

@@ -156,6 +156,7 @@ impl Launch for ExecLaunch {
                     link: Box::new(link),
                     outputs: vec![stdout, stderr],
                     group: true,
+                    listens: true,
                 })
             }
             Protocol::Systemd => {
@@ -211,6 +212,7 @@ impl Launch for ExecLaunch {
                     link: Box::new(link),
                     outputs: vec![stdout, stderr],
                     group: true,
+                    listens: true,
                 })
             }
         }

@@ -34,6 +34,8 @@ pub(crate) struct LinkOptions {
 pub(crate) struct LaunchContext<'a> {
     /// The new worker's id.
     pub id: WorkerId,
+    /// Its slot's place in its group (`herd proxy --spawn`'s instance number).
+    pub index: usize,
     /// Every fd of the master's (listeners, other workers' links, its poll, signal pipe,
     /// admin sockets): a forked child must close them. (All are close-on-exec, so an exec'd
     /// program never sees them.)
@@ -61,6 +63,9 @@ pub(crate) struct Launched {
     /// It leads its own process group: signals go to the group (a shell wrapper's
     /// children stop too).
     pub group: bool,
+    /// It serves the master's listeners (it asks for them, or was given them); false for
+    /// a program on a port of its own (`herd proxy --spawn`'s instances).
+    pub listens: bool,
 }
 
 /// A kind of worker: how to start one.
@@ -71,6 +76,12 @@ pub(crate) trait Launch {
     /// Whether the worker gets its listening sockets at start (socket activation) rather
     /// than asking for them: [`LaunchContext::grants`] is filled in then.
     fn activates(&self) -> bool {
+        false
+    }
+
+    /// Whether a worker's replacement needs what the worker holds (its own port), so that
+    /// a reload stops the worker before it starts the replacement.
+    fn replaces_in_place(&self) -> bool {
         false
     }
 }

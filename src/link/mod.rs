@@ -114,8 +114,10 @@ pub(crate) struct Grant {
 
 /// The master's side of one worker's channel. See the module documentation.
 pub(crate) trait Link {
-    /// The fd the master polls for the worker's messages (and for room to write).
-    fn fd(&self) -> RawFd;
+    /// The fd the master polls for the worker's messages (and for room to write); `None`
+    /// for a worker the master only watches by its deadlines (an instance probed for
+    /// readiness).
+    fn fd(&self) -> Option<RawFd>;
 
     /// Every fd the link holds, for a forked child to close.
     fn fds(&self) -> Vec<RawFd>;

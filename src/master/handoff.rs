@@ -123,8 +123,8 @@ fn would_block(r: io::Result<()>) -> io::Result<bool> {
 }
 
 impl Link for SeqpacketLink {
-    fn fd(&self) -> RawFd {
-        self.channel.raw_fd()
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.channel.raw_fd())
     }
 
     fn fds(&self) -> Vec<RawFd> {
@@ -313,13 +313,14 @@ impl Master {
                         } else {
                             Interest::READABLE | Interest::WRITABLE
                         };
-                        let fd = w.link.fd();
-                        if let Err(e) = self.poll.registry().reregister(
-                            &mut SourceFd(&fd),
-                            Token(WORKER_BASE + key),
-                            interest,
-                        ) {
-                            log::error!("worker {}: reregister: {e}", w.id);
+                        if let Some(fd) = w.link.fd() {
+                            if let Err(e) = self.poll.registry().reregister(
+                                &mut SourceFd(&fd),
+                                Token(WORKER_BASE + key),
+                                interest,
+                            ) {
+                                log::error!("worker {}: reregister: {e}", w.id);
+                            }
                         }
                     }
                     if was_blocked && !w.link.blocked() {

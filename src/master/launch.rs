@@ -70,6 +70,7 @@ impl Launch for ForkLaunch {
             link: Box::new(SeqpacketLink::new(master_end, worker_end, cx.link)),
             outputs: Vec::new(),
             group: false,
+            listens: true,
         })
     }
 }

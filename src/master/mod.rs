@@ -174,6 +174,9 @@ pub(crate) struct WorkerProc {
     write_armed: bool,
     /// It leads its own process group (an exec'd program): signal the group.
     group: bool,
+    /// It serves the master's listeners (false for `--spawn`'s instances, which bind their
+    /// own port: they are ready once online).
+    pub listens: bool,
 }
 
 impl WorkerProc {
@@ -213,8 +216,9 @@ pub struct Master {
     slots: Vec<Slot>,
     next_id: WorkerId,
     config: ClusterConfig,
-    /// How workers are started (forked closure, exec'd program) and linked to.
-    launch: Box<dyn Launch>,
+    /// How workers are started (forked closure, exec'd program) and linked to: one launch
+    /// per group of slots (the cluster's workers; `herd proxy --spawn`'s instances).
+    launches: Vec<Box<dyn Launch>>,
     /// The most connections a worker holds: `--max-connections`, and never more than fit
     /// under a worker's open-file limit.
     max_connections: u64,
@@ -265,7 +269,7 @@ impl Master {
     pub(crate) fn new(
         config: ClusterConfig,
         on_event: Option<EventCallback>,
-        launch: Box<dyn Launch>,
+        groups: Vec<(Box<dyn Launch>, usize)>,
         sink: Option<crate::output::LogSink>,
     ) -> io::Result<Master> {
         let max_connections = accept::connection_limit(config.max_connections);
@@ -281,11 +285,11 @@ impl Master {
             signals,
             listeners: Listeners::default(),
             workers: Slab::new(),
-            slots: (0..config.workers.max(1))
-                .map(|_| Slot::default())
+            slots: (groups.iter().enumerate())
+                .flat_map(|(g, (_, n))| (0..(*n).max(1)).map(move |i| Slot::new(g, i)))
                 .collect(),
             next_id: 1,
-            launch,
+            launches: groups.into_iter().map(|(launch, _)| launch).collect(),
             max_connections,
             on_event,
             phase: Phase::Running,

@@ -183,13 +183,14 @@ impl Master {
         any_open
             && self.slots.iter().all(|slot| {
                 slot.worker.is_some_and(|key| {
-                    self.workers
-                        .get(key)
-                        .is_some_and(|w| w.state == WorkerState::Online)
-                        && self.listeners.ids().all(|id| {
-                            let l = self.listeners.get(id);
-                            l.socket.is_none() || l.subscribers.contains(&key)
-                        })
+                    self.workers.get(key).is_some_and(|w| {
+                        w.state == WorkerState::Online
+                            && (!w.listens
+                                || self.listeners.ids().all(|id| {
+                                    let l = self.listeners.get(id);
+                                    l.socket.is_none() || l.subscribers.contains(&key)
+                                }))
+                    })
                 })
             })
     }

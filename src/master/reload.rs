@@ -86,6 +86,10 @@ struct Step {
 
 #[derive(Debug, Clone, Copy)]
 enum Wait {
+    /// A replacement that needs what its predecessor holds (an instance's port): for the
+    /// old worker to stop first; killed at the deadline. The replacement starts when the
+    /// old one is reaped.
+    OldFirst { deadline: Instant, killed: bool },
     /// For the replacement to come online and listen.
     Replacement { deadline: Instant },
     /// For the old worker to drain and exit; killed at the deadline.
@@ -180,6 +184,18 @@ impl Master {
                 .get(step.old_key)
                 .is_some_and(|w| w.id == step.old_id);
             match step.wait {
+                Wait::OldFirst { deadline, killed } => {
+                    if now >= deadline && !killed && old_alive {
+                        step.wait = Wait::OldFirst {
+                            deadline,
+                            killed: true,
+                        };
+                        let old = &self.workers[step.old_key];
+                        log::warn!("reload: worker {} still stopping: killing it", old.id);
+                        old.signal(Signal::SIGKILL);
+                    }
+                    return; // the reap of the old worker moves the step on
+                }
                 Wait::Replacement { deadline } => {
                     let ready = self.workers.get(step.new_key).is_some_and(|w| {
                         w.id == step.new_id
@@ -288,6 +304,27 @@ impl Master {
             .ids()
             .filter(|&l| self.listeners.get(l).subscribers.contains(&old_key))
             .collect();
+        if self.launches[self.slots[slot].group].replaces_in_place() {
+            // Its replacement needs its port: stop it first (the others serve meanwhile).
+            let old = &mut self.workers[old_key];
+            old.state = WorkerState::Stopping;
+            old.link.queue_drain();
+            self.dirty.push(old_key);
+            log::info!("reload: stopping worker {old_id} to start its replacement in its place");
+            self.ops.reload.step = Some(Step {
+                old_key,
+                old_id,
+                new_key: usize::MAX,
+                new_id: 0,
+                slot,
+                listeners,
+                wait: Wait::OldFirst {
+                    deadline: Master::deadline(Instant::now(), self.config.shutdown_timeout),
+                    killed: false,
+                },
+            });
+            return true;
+        }
         match self.spawn(slot) {
             Ok(new_key) => {
                 let new_id = self.workers[new_key].id;
@@ -326,6 +363,7 @@ impl Master {
     /// When the reload next needs the loop to wake without an event.
     pub(super) fn reload_deadline(&self) -> Option<Instant> {
         match self.ops.reload.step.as_ref()?.wait {
+            Wait::OldFirst { deadline, killed } => (!killed).then_some(deadline),
             Wait::Replacement { deadline } => Some(deadline),
             Wait::Exit { deadline, killed } => (!killed).then_some(deadline),
         }
@@ -342,6 +380,12 @@ impl Master {
         let Some(step) = self.ops.reload.step.as_ref() else {
             return false;
         };
+        if let Wait::OldFirst { .. } = step.wait {
+            if step.old_key == key && step.old_id == w.id {
+                return self.start_in_place(step.slot, step.old_id);
+            }
+            return false;
+        }
         if step.new_key != key
             || step.new_id != w.id
             || !matches!(step.wait, Wait::Replacement { .. })
@@ -368,6 +412,32 @@ impl Master {
             }
         ));
         old_alive
+    }
+
+    /// The old worker of an in-place step is gone: start its replacement in its slot.
+    /// True: the slot is taken care of (no respawn).
+    fn start_in_place(&mut self, slot: usize, old_id: WorkerId) -> bool {
+        self.slots[slot].worker = None;
+        match self.spawn(slot) {
+            Ok(new_key) => {
+                let new_id = self.workers[new_key].id;
+                log::info!("reload: started worker {new_id} in worker {old_id}'s place");
+                if let Some(step) = self.ops.reload.step.as_mut() {
+                    step.new_key = new_key;
+                    step.new_id = new_id;
+                    step.wait = Wait::Replacement {
+                        deadline: Instant::now() + READY_TIMEOUT,
+                    };
+                }
+                true
+            }
+            Err(e) => {
+                self.reload_failed(format!(
+                    "reload stopped: cannot start a replacement for worker {old_id}: {e}"
+                ));
+                false // respawned with back-off like any dead worker
+            }
+        }
     }
 
     /// Checks resident memory against `--max-worker-rss` once a second; a worker over it is

@@ -45,6 +45,11 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// predecessor's slot (with a new id).
 #[derive(Debug, Default)]
 pub struct Slot {
+    /// Which group of workers (which launch) the slot belongs to: 0 for the cluster's own;
+    /// 1 for `herd proxy --spawn`'s instances.
+    pub group: usize,
+    /// The slot's place within its group (an instance's number, its port's offset).
+    pub index: usize,
     /// The master's key of the worker in this slot, if one is running.
     pub worker: Option<usize>,
     /// When to fork this slot's next worker.
@@ -54,6 +59,15 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Place `index` of group `group`.
+    pub fn new(group: usize, index: usize) -> Slot {
+        Slot {
+            group,
+            index,
+            ..Slot::default()
+        }
+    }
+
     /// The slot's worker exited after `uptime`; schedules the next fork and returns its delay.
     pub fn schedule_respawn(&mut self, now: Instant, uptime: Duration) -> Duration {
         if uptime >= STABLE_AFTER {
@@ -105,7 +119,8 @@ impl Master {
         master_fds.extend(self.ops.fds());
         master_fds.extend(self.output_fds());
         let policy = self.config.policy;
-        let grants = if self.launch.activates() {
+        let (group, index) = (self.slots[slot].group, self.slots[slot].index);
+        let grants = if self.launches[group].activates() {
             let accept = policy.acceptance();
             (self.listeners.ids())
                 .filter(|&l| self.listeners.get(l).socket.is_some())
@@ -114,8 +129,9 @@ impl Master {
         } else {
             Vec::new()
         };
-        let launched = self.launch.launch(LaunchContext {
+        let launched = self.launches[group].launch(LaunchContext {
             id,
+            index,
             master_fds: &master_fds,
             credentials: self.ops.credentials.as_ref(),
             link: LinkOptions {
@@ -129,12 +145,13 @@ impl Master {
             grants,
         })?;
         let key = self.workers.vacant_key();
-        let fd = launched.link.fd();
-        self.poll.registry().register(
-            &mut SourceFd(&fd),
-            Token(WORKER_BASE + key),
-            Interest::READABLE,
-        )?;
+        if let Some(fd) = launched.link.fd() {
+            self.poll.registry().register(
+                &mut SourceFd(&fd),
+                Token(WORKER_BASE + key),
+                Interest::READABLE,
+            )?;
+        }
         let pid = launched.pid;
         self.workers.insert(WorkerProc {
             id,
@@ -147,6 +164,7 @@ impl Master {
             health: super::watchdog::Health::new(Instant::now()),
             write_armed: false,
             group: launched.group,
+            listens: launched.listens,
         });
         self.watch_outputs(launched.outputs);
         self.slots[slot].worker = Some(key);
@@ -227,8 +245,9 @@ impl Master {
         }
         w.state = WorkerState::Disconnected;
         let id = w.id;
-        let fd = w.link.fd();
-        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        if let Some(fd) = w.link.fd() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
         let back = w.link.recover();
         w.load.open = 0;
         self.listeners.unsubscribe(key);

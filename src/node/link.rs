@@ -393,8 +393,8 @@ fn invalid(message: String) -> io::Error {
 }
 
 impl Link for NodeLink {
-    fn fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.sock.as_raw_fd())
     }
 
     fn fds(&self) -> Vec<RawFd> {

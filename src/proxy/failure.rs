@@ -96,10 +96,15 @@ impl ProxyService {
             }
             let ex = self.exchange(ck);
             let not_in_response = matches!(ex.response, ResponseState::Head) && !ex.answered;
+            // Another target may take it when nothing of it reached this one, or when it is
+            // idempotent (RFC 9110 §9.2.2: sending it twice does no harm) and no byte of the
+            // response came back: the connection failed under it (a pooled one the target
+            // had closed, or a target killed mid-request), as nginx's `proxy_next_upstream
+            // error` does.
             let retry = ex.attempts < 2
                 && not_in_response
                 && !failure.timeout
-                && (failure.refused || !ex.wrote_upstream || (ex.reused && ex.idempotent));
+                && (failure.refused || !ex.wrote_upstream || ex.idempotent);
             let affinity = ex.affinity;
             if retry && self.clients[ck].to_upstream.rewind() {
                 if let Some(next) = self.pick(now, Some(target), affinity) {
