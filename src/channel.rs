@@ -14,8 +14,9 @@
 //! 2 ListenOk req:u32 listener:u16 accept:u8     3 Ack      seq:u64 closed:u32 requests:u32
 //!            addr [+ 1 listening fd]                        accepted:u32
 //! 3 ListenErr req:u32 error:utf8                 4 Message  payload
-//! 4 Message  payload
+//! 4 Message  payload                            5 Heartbeat
 //! 5 Drain
+//! 6 Heartbeat interval_ms:u32
 //! ```
 //!
 //! `Ack` does two jobs. It carries the worker's counters (connections closed, requests
@@ -29,6 +30,12 @@
 //!
 //! `ListenOk` says who accepts ([`Acceptance`]); when the worker does, the listening socket
 //! it accepts from travels with the reply.
+//!
+//! `Heartbeat` (`--worker-timeout`): the master's first packet to a worker, before the
+//! fork, asks it to send a `Heartbeat` at least every `interval_ms` while its loop turns
+//! with work to do (a quarter of the timeout: a few packets per timeout period, none while
+//! it sleeps idle). Any packet from the worker counts as a sign of life; this one carries
+//! nothing else.
 
 use std::io;
 use std::mem;
@@ -88,6 +95,12 @@ pub enum ToWorker {
     Message(Vec<u8>),
     /// Stop taking connections, finish in-flight requests, close idle ones, then exit.
     Drain,
+    /// Send [`ToMaster::Heartbeat`] at least this often while there is work (the master's
+    /// watchdog, `--worker-timeout`).
+    Heartbeat {
+        /// The longest gap between two signs of life, in milliseconds.
+        interval_ms: u32,
+    },
 }
 
 /// A message from a worker to the master.
@@ -119,6 +132,8 @@ pub enum ToMaster {
     },
     /// A user message (`Worker::send`).
     Message(Vec<u8>),
+    /// The worker's loop is turning (asked for by [`ToWorker::Heartbeat`]).
+    Heartbeat,
 }
 
 /// Why a packet could not be decoded: a bug or a mismatched binary, never normal flow.
@@ -211,6 +226,10 @@ impl ToWorker {
                 buf.extend_from_slice(payload);
             }
             ToWorker::Drain => buf.push(5),
+            ToWorker::Heartbeat { interval_ms } => {
+                buf.push(6);
+                buf.extend_from_slice(&interval_ms.to_le_bytes());
+            }
         }
     }
 
@@ -243,6 +262,9 @@ impl ToWorker {
             },
             4 => ToWorker::Message(r.rest().to_vec()),
             5 => ToWorker::Drain,
+            6 => ToWorker::Heartbeat {
+                interval_ms: r.u32()?,
+            },
             _ => return Err(DecodeError("unknown tag")),
         })
     }
@@ -275,6 +297,7 @@ impl ToMaster {
                 buf.push(4);
                 buf.extend_from_slice(payload);
             }
+            ToMaster::Heartbeat => buf.push(5),
         }
     }
 
@@ -295,6 +318,7 @@ impl ToMaster {
                 accepted: r.u32()?,
             },
             4 => ToMaster::Message(r.rest().to_vec()),
+            5 => ToMaster::Heartbeat,
             _ => return Err(DecodeError("unknown tag")),
         })
     }
@@ -460,6 +484,7 @@ mod tests {
             },
             ToWorker::Message(b"hi".to_vec()),
             ToWorker::Drain,
+            ToWorker::Heartbeat { interval_ms: 500 },
         ];
         for m in to_worker {
             let mut b = Vec::new();
@@ -480,6 +505,7 @@ mod tests {
                 accepted: 5,
             },
             ToMaster::Message(vec![0, 1, 2]),
+            ToMaster::Heartbeat,
         ];
         for m in to_master {
             let mut b = Vec::new();

@@ -203,6 +203,40 @@ impl Cluster {
         self
     }
 
+    /// Kills (SIGABRT, then SIGKILL) and replaces a worker that has work and has not been
+    /// heard from for `timeout`: herd's own workers send a heartbeat from their event loop
+    /// while they hold connections, a Node worker accepts each connection handed over, a
+    /// socket-activated program sends `WATCHDOG=1` (it gets `WATCHDOG_USEC`). A worker idle
+    /// with nothing to do is never killed for being quiet. Connections it never read go to
+    /// the other workers. Off unless called.
+    pub fn worker_timeout(mut self, timeout: Duration) -> Self {
+        self.config.worker_timeout = Some(timeout.clamp(Duration::from_millis(1), MAX_TIMEOUT));
+        self
+    }
+
+    /// Kills and replaces a worker that is not online and listening `timeout` after its
+    /// start. Off unless called (a worker that never listens is then left alone).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.config.start_timeout = Some(timeout.min(MAX_TIMEOUT));
+        self
+    }
+
+    /// Replaces a worker gracefully (as a one-worker reload, one at a time) once it has
+    /// answered `n` + a random number in `0..=jitter` requests: each worker draws its own,
+    /// so that workers balanced evenly do not all reach the limit at once. A Node worker's
+    /// connections handed over are counted instead (it reports no requests); a
+    /// socket-activated program cannot be counted and [`run`](Cluster::run) refuses it.
+    pub fn max_requests(mut self, n: u64, jitter: u64) -> Self {
+        self.config.max_requests = Some((n.max(1), jitter));
+        self
+    }
+
+    /// Replaces a worker gracefully (as a one-worker reload) once it has run for `age`.
+    pub fn max_worker_age(mut self, age: Duration) -> Self {
+        self.config.max_worker_age = Some(age.min(MAX_TIMEOUT));
+        self
+    }
+
     /// Workers switch to this user (and its groups) right after the fork, before serving;
     /// the master keeps its own privileges to bind. A worker that cannot switch exits with
     /// [`crate::worker::EXIT_CONFIG`] and the master stops with an error.
@@ -342,6 +376,12 @@ impl Cluster {
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 let protocol = exec.protocol;
                 check_policy(protocol, self.config.policy)?;
+                if protocol == Protocol::Systemd && self.config.max_requests.is_some() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "--max-requests cannot count the requests of a socket-activated                          program (it accepts and answers them itself); use --max-worker-age",
+                    ));
+                }
                 if protocol == Protocol::Systemd && self.config.listen.is_empty() {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
@@ -392,7 +432,9 @@ fn program_of(command: &std::process::Command) -> Program {
 /// The policies a kind of exec'd worker can be served by.
 fn check_policy(protocol: Protocol, policy: Policy) -> io::Result<()> {
     let why = match (protocol, policy) {
-        (Protocol::Node, Policy::RoundRobin | Policy::Node | Policy::Shared) => return Ok(()),
+        (Protocol::Node, Policy::RoundRobin | Policy::Node | Policy::IpHash | Policy::Shared) => {
+            return Ok(())
+        }
         (Protocol::Node, Policy::LeastConnections | Policy::P2c) => {
             "it steers by open connections, which Node workers do not report"
         }
@@ -409,7 +451,7 @@ fn check_policy(protocol: Protocol, policy: Policy) -> io::Result<()> {
         }
     };
     let fits = match protocol {
-        Protocol::Node => "round-robin, node or shared",
+        Protocol::Node => "round-robin, node, ip-hash or shared",
         Protocol::Systemd => "shared or reuseport",
     };
     Err(io::Error::new(

@@ -39,6 +39,14 @@ pub struct ClusterConfig {
     pub max_restarts: Option<(u32, Duration)>,
     /// Replace a worker whose resident memory goes over this many bytes.
     pub max_worker_rss: Option<u64>,
+    /// Kill and replace a worker silent this long while it has work.
+    pub worker_timeout: Option<Duration>,
+    /// Kill and replace a worker not online and listening this long after its start.
+    pub start_timeout: Option<Duration>,
+    /// Replace a worker once it has served N + random(0..=J) requests: `(N, J)`.
+    pub max_requests: Option<(u64, u64)>,
+    /// Replace a worker once it has run this long.
+    pub max_worker_age: Option<Duration>,
     /// The user workers run as.
     pub user: Option<String>,
     /// The group workers run as (default: the user's primary group).
@@ -59,6 +67,10 @@ impl Default for ClusterConfig {
             pid_file: None,
             max_restarts: None,
             max_worker_rss: None,
+            worker_timeout: None,
+            start_timeout: None,
+            max_requests: None,
+            max_worker_age: None,
             user: None,
             group: None,
         }

@@ -17,7 +17,8 @@
 //!   workers say), `listeners.rs` (keyed as Node keys them), `supervisor.rs` (spawn, reap,
 //!   disconnect, kill, stop), `signals.rs`, `output.rs` (exec'd workers' output pipes),
 //!   `launch.rs` (herd's own forked workers); `ops.rs`, `reload.rs`, `upgrade.rs`,
-//!   `systemd.rs`, `restarts.rs`, `admin.rs` for operators.
+//!   `systemd.rs`, `restarts.rs`, `watchdog.rs` (hung workers), `recycle.rs` (`--max-requests`),
+//!   `admin.rs` for operators.
 //! * `link/`: the seam every kind of worker plugs into: how the master starts one
 //!   (`Launch`) and talks to it (`Link`: queue connections, messages, a drain; hear what
 //!   it says), below the master and every kind of worker alike.
@@ -26,6 +27,8 @@
 //! * [`worker`]: herd's own worker process: `bootstrap.rs` (after the fork), `event_loop.rs`,
 //!   `tokens.rs`, and the [`worker::Service`] each listener's connections go to
 //!   ([`worker::HttpService`]).
+//! * [`rendezvous`]: rendezvous hashing, the stable client → worker (`--policy ip-hash`)
+//!   and client → target (`herd proxy --balance ip-hash`) affinity.
 //! * [`http`]: HTTP/1.1 as a sans-IO state machine (parse, frame, respond), driven by the
 //!   worker's [`worker::HttpService`].
 //! * [`proxy_protocol`]: HAProxy's PROXY protocol (v1, v2), sans IO: the header a balancer
@@ -67,6 +70,7 @@ pub mod output;
 pub mod policy;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod rendezvous;
 pub(crate) mod reuseport;
 mod sys;
 pub mod url;

@@ -11,7 +11,13 @@
 //!   - `least-connections`: the worker with the fewest open connections, ties broken by
 //!     rotation;
 //!   - `p2c`: the power of two random choices (Mitzenmacher): two distinct random workers,
-//!     the one with fewer open connections wins.
+//!     the one with fewer open connections wins;
+//!   - `ip-hash`: sticky by client: the client's IP address is hashed onto the worker
+//!     *slots* ([`crate::rendezvous`]), so every connection from one address reaches the
+//!     worker in one slot, a respawned or reloaded worker inherits its predecessor's
+//!     clients, and a worker's death moves only its own clients. The address is the one
+//!     `accept` returned: a PROXY protocol header naming the real client is read by the
+//!     worker after the handoff, out of the master's sight.
 //! * **worker-accept** (the kernel decides, [`Acceptance`]): every worker accepts for itself
 //!   from the inherited listening socket (`shared`, Node's `SCHED_NONE`, nginx's default),
 //!   the same with `EPOLLEXCLUSIVE` (`shared-exclusive`), or from a `SO_REUSEPORT` socket of
@@ -40,6 +46,9 @@ pub enum Policy {
     LeastConnections,
     /// Two distinct random workers; the one with fewer open connections.
     P2c,
+    /// The worker slot the client's IP address hashes to (rendezvous hashing over the live
+    /// slots): one client, one worker.
+    IpHash,
     /// Workers accept from the one shared listening socket (Node's `SCHED_NONE`).
     Shared,
     /// As `Shared`, registered with `EPOLLEXCLUSIVE` so one accept wakes one worker.
@@ -93,6 +102,7 @@ impl Policy {
         Policy::Node,
         Policy::LeastConnections,
         Policy::P2c,
+        Policy::IpHash,
         Policy::Shared,
         Policy::SharedExclusive,
         Policy::ReusePort,
@@ -105,6 +115,7 @@ impl Policy {
             Policy::Node => "node",
             Policy::LeastConnections => "least-connections",
             Policy::P2c => "p2c",
+            Policy::IpHash => "ip-hash",
             Policy::Shared => "shared",
             Policy::SharedExclusive => "shared-exclusive",
             Policy::ReusePort => "reuseport",

@@ -291,7 +291,7 @@ fn an_unknown_key_or_table_is_named_with_its_line() {
 #[test]
 fn a_bad_value_is_named_with_its_key_and_line() {
     let cases = [
-        ("serve", "policy = \"fastest\"", "policy: unknown policy 'fastest' (expected one of: round-robin, node, least-connections, p2c, shared, shared-exclusive, reuseport)"),
+        ("serve", "policy = \"fastest\"", "policy: unknown policy 'fastest' (expected one of: round-robin, node, least-connections, p2c, ip-hash, shared, shared-exclusive, reuseport)"),
         ("serve", "workers = 0", "workers: 0 is not in 1..=1024"),
         ("serve", "workers = \"many\"", "workers: invalid value 'many': invalid digit found in string"),
         ("serve", "workers = true", "workers: expected a string or a number, found a boolean"),

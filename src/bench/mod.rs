@@ -23,6 +23,11 @@
 //!   A new connection per request, so every request is a scheduling decision;
 //! * `stall`: open loop at the same rate, a new connection per request; about two requests
 //!   a second are `/sleep/200`, which blocks the worker that gets it for 200 ms.
+//!
+//! In every workload, for every policy, connection slot `i` comes from its own loopback
+//! address ([`SOURCE_IPS`], `herd load --source-ips`): `ip-hash` places clients by address,
+//! and one load generator on one address would be one client, all on one worker. So each
+//! slot is a client, and the share columns show how 64 (or 32) clients spread.
 
 mod report;
 mod server;
@@ -90,6 +95,8 @@ const SKEWED_MIX: &str = "95:/,5:/cost/2000";
 const STALLS_PER_SEC: f64 = 2.0;
 /// The open-loop rate as a fraction of the measured capacity.
 const LOAD_FACTOR: f64 = 0.7;
+/// Where the load's connections come from: one address per connection slot.
+pub const SOURCE_IPS: &str = "127.0.0.2-127.0.0.65";
 
 /// One `herd bench` run, from flags or from code (`cargo bench`).
 #[derive(Debug, Clone)]
@@ -118,6 +125,7 @@ fn load_config(
     let bad = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
     let mut cfg = load::Config::new(&format!("http://{addr}/")).map_err(|e| bad(e.to_string()))?;
     cfg.duration = duration;
+    cfg.source_ips = SOURCE_IPS.parse().map_err(bad)?;
     match workload {
         Workload::Keepalive => cfg.connections = 64,
         Workload::Connect => {

@@ -1,7 +1,7 @@
 //! The flags of the cluster underneath `herd serve`, `herd proxy` and `herd run`: how many
 //! workers, how connections are spread over them, how long a graceful stop may take
 //! ([`ClusterArgs`]); and how the master is operated: metrics, pid file, restart and memory
-//! limits, the workers' user ([`OpsArgs`]).
+//! limits, the watchdog, recycling, the workers' user ([`OpsArgs`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,8 +16,8 @@ pub struct ClusterArgs {
     /// Number of worker processes [default: the number of CPUs].
     #[arg(long, short = 'w', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
-    /// How connections are spread over workers: round-robin, node, least-connections, p2c
-    /// (the master accepts); shared, shared-exclusive, reuseport (the workers accept)
+    /// How connections are spread over workers: round-robin, node, least-connections, p2c,
+    /// ip-hash (the master accepts); shared, shared-exclusive, reuseport (the workers accept)
     /// [default: round-robin; shared for a socket-activated `herd run`].
     #[arg(long, value_name = "POLICY")]
     pub policy: Option<Policy>,
@@ -70,6 +70,41 @@ pub struct OpsArgs {
     /// Replace (gracefully) a worker whose resident memory goes over MB megabytes.
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     max_worker_rss: Option<u64>,
+    /// Kill (SIGABRT, then SIGKILL) and replace a worker that has work and has not been
+    /// heard from for SECS: herd's workers heartbeat from their event loop, Node workers
+    /// accept each connection handed over, socket-activated programs get WATCHDOG_USEC and
+    /// must send WATCHDOG=1. An idle worker is never killed for being quiet.
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        value_parser = duration::at_least(Duration::from_millis(10))
+    )]
+    worker_timeout: Option<Duration>,
+    /// Kill and replace a worker that is not online and listening SECS after its start.
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        value_parser = duration::at_least(Duration::from_millis(10))
+    )]
+    start_timeout: Option<Duration>,
+    /// Replace (gracefully, one at a time) a worker once it has answered N requests (plus
+    /// its own random share of --max-requests-jitter); a Node worker's connections count.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_requests: Option<u64>,
+    /// Each worker's --max-requests limit is N plus a random number in 0..=J, so that
+    /// workers balanced evenly are not all replaced at once.
+    #[arg(long, value_name = "J", default_value_t = 0, requires = "max_requests")]
+    max_requests_jitter: u64,
+    /// Replace (gracefully, one at a time) a worker once it has run for SECS.
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        value_parser = duration::at_least(Duration::from_millis(10))
+    )]
+    max_worker_age: Option<Duration>,
     /// Run the workers as this user (the master keeps its privileges to bind).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
@@ -92,6 +127,18 @@ impl OpsArgs {
         }
         if let Some(mb) = self.max_worker_rss {
             cluster = cluster.max_worker_rss(mb << 20);
+        }
+        if let Some(timeout) = self.worker_timeout {
+            cluster = cluster.worker_timeout(timeout);
+        }
+        if let Some(timeout) = self.start_timeout {
+            cluster = cluster.start_timeout(timeout);
+        }
+        if let Some(n) = self.max_requests {
+            cluster = cluster.max_requests(n, self.max_requests_jitter);
+        }
+        if let Some(age) = self.max_worker_age {
+            cluster = cluster.max_worker_age(age);
         }
         if let Some(user) = self.user {
             cluster = cluster.user(user);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{duration, Outcome};
-use crate::load::{self, ConfigError, PathMix, Target};
+use crate::load::{self, ConfigError, PathMix, SourceIps, Target};
 
 /// Sends HTTP/1.1 load to a server and reports throughput and latency: closed loop like wrk,
 /// or open loop like wrk2 with `--rate` (the flags of `herd load`).
@@ -46,6 +46,11 @@ pub struct LoadArgs {
         value_parser = duration::positive()
     )]
     pub timeout: Duration,
+    /// Bind the connections to these source addresses, one per connection in turn
+    /// (`127.0.0.2-127.0.0.65`, or a comma-separated list), so that the server sees many
+    /// clients: all of 127.0.0.0/8 reaches the loopback interface.
+    #[arg(long, value_name = "IPS")]
+    pub source_ips: Option<SourceIps>,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -68,6 +73,7 @@ impl LoadArgs {
             rate: self.rate,
             close: self.close,
             timeout: self.timeout,
+            source_ips: self.source_ips.clone().unwrap_or_default(),
         };
         cfg.validate()?;
         Ok(cfg)

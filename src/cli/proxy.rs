@@ -50,8 +50,11 @@ pub struct ProxyArgs {
     ops: OpsArgs,
     #[command(flatten)]
     timeouts: TimeoutArgs,
-    /// How each worker picks the target of each request.
-    #[arg(long, default_value = "round-robin", value_parser = one_of(Balance::ALL, Balance::name))]
+    /// How each worker picks the target of each request: round-robin, least-connections,
+    /// p2c; or sticky, by a hash of the client's IP address (ip-hash), of a request header's
+    /// value (header:NAME) or of a cookie's (cookie:NAME), so that a client keeps its target
+    /// (requests without the header or cookie go in rotation).
+    #[arg(long, value_name = "BALANCE", default_value = "round-robin", value_parser = str::parse::<Balance>)]
     balance: Balance,
     /// Seconds a target has to start answering before the client gets 504 Gateway Timeout.
     #[arg(

@@ -14,6 +14,10 @@
 //!   that waits only for the `exec` drops requests. A program that never notifies is
 //!   declared ready `--ready-after` its start, if that is given.
 //! * `STOPPING=1`: it is on its way out (nothing more to wait for);
+//! * `WATCHDOG=1` (`--worker-timeout`, systemd's watchdog protocol: the program was given
+//!   `WATCHDOG_USEC` and `WATCHDOG_PID`): a sign of life. Once it is ready it must send one
+//!   at least every `WATCHDOG_USEC`, busy or idle, or the master's watchdog kills it;
+//!   `WATCHDOG=trigger` asks for that at once;
 //! * `STATUS=…`: logged.
 //!
 //! Draining it is a signal (`--stop-signal`, SIGTERM by default) to its process group, so
@@ -129,6 +133,8 @@ impl Link for ActivationLink {
                 match notice {
                     Notice::Ready => self.become_ready(out),
                     Notice::Stopping => out.push(FromWorker::Leaving),
+                    Notice::Watchdog => out.push(FromWorker::Heartbeat),
+                    Notice::WatchdogTrigger => out.push(FromWorker::Hung),
                     Notice::Status(status) => log::info!("worker {} status: {status}", self.id),
                     other => log::debug!("worker {}: {other:?}", self.id),
                 }
@@ -161,6 +167,15 @@ impl Link for ActivationLink {
 
     fn next_deadline(&self) -> Option<Instant> {
         self.ready_at
+    }
+
+    fn watched_when_idle(&self) -> bool {
+        // It accepts every connection itself: only its pings say it is alive.
+        self.ready
+    }
+
+    fn counts_requests(&self) -> bool {
+        false
     }
 
     fn on_deadline(&mut self, now: Instant, out: &mut Vec<FromWorker>) {

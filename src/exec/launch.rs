@@ -11,7 +11,8 @@
 //!   (`LISTEN_FDS`, `LISTEN_PID` = the worker's own pid, written between fork and exec,
 //!   `LISTEN_FDNAMES`; einhorn's `EINHORN_FD_COUNT`, `EINHORN_FD_<i>`), blocking as systemd
 //!   passes them, and a `NOTIFY_SOCKET` of the worker's own for `READY=1`
-//!   ([`super::activation`]).
+//!   ([`super::activation`]); with `--worker-timeout`, `WATCHDOG_USEC` and `WATCHDOG_PID`
+//!   (the worker's own pid, like `LISTEN_PID`) for systemd's watchdog protocol.
 //!
 //! Every worker's stdout and stderr are pipes the master reads ([`crate::output`]), so that
 //! its lines reach herd's output whole and prefixed. Nothing else of the master's reaches
@@ -168,6 +169,13 @@ impl Launch for ExecLaunch {
                     .env("LISTEN_FDNAMES", names.join(":"))
                     .env("EINHORN_FD_COUNT", n.to_string())
                     .env("NOTIFY_SOCKET", notify.address());
+                if let Some(timeout) = cx.link.worker_timeout {
+                    // systemd's watchdog protocol: `WATCHDOG=1` at least this often (the
+                    // program's sd_notify library pings at half of it).
+                    program = program
+                        .env("WATCHDOG_USEC", timeout.as_micros().max(1).to_string())
+                        .env_pid("WATCHDOG_PID");
+                }
                 let mut fds = ChildFds::new()
                     .stdout(stdout_w.as_fd())
                     .stderr(stderr_w.as_fd());

@@ -24,6 +24,10 @@ pub(crate) struct LinkOptions {
     /// the open count: one corrected only every 50 ms makes a stalled worker, which reports
     /// nothing, look like the least loaded).
     pub eager_reports: bool,
+    /// `--worker-timeout`: the worker is to show signs of life at least this often while
+    /// it has work (herd's own workers heartbeat, a socket-activated program gets
+    /// `WATCHDOG_USEC`).
+    pub worker_timeout: Option<std::time::Duration>,
 }
 
 /// What the supervisor gives a launch.

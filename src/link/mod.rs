@@ -35,6 +35,9 @@ pub(crate) struct Accepted {
     pub stream: TcpStream,
     /// Which listener accepted it.
     pub listener: ListenerId,
+    /// The client's address, as `accept` gave it (`--policy ip-hash` hashes its IP); `None`
+    /// when unknown (the socket's peer is gone).
+    pub peer: Option<SocketAddr>,
 }
 
 /// What a worker told the master, in the master's terms.
@@ -86,6 +89,12 @@ pub(crate) enum FromWorker {
     },
     /// A user message (`process.send`, `Worker::send`), as the worker's bytes.
     Message(Vec<u8>),
+    /// A sign of life and nothing else (herd's workers' heartbeat, a socket-activated
+    /// program's `WATCHDOG=1`): every message counts for the watchdog, this one only does.
+    Heartbeat,
+    /// The worker asks to be treated as hung (a socket-activated program's
+    /// `WATCHDOG=trigger`): under `--worker-timeout` it is killed at once.
+    Hung,
 }
 
 /// A successful listen request: the listener, and the socket the worker accepts from
@@ -162,4 +171,20 @@ pub(crate) trait Link {
     /// [`Link::next_deadline`] has passed: the link may take connections again, or has
     /// something to say (appended to `out`).
     fn on_deadline(&mut self, _now: std::time::Instant, _out: &mut Vec<FromWorker>) {}
+
+    /// Whether the watchdog (`--worker-timeout`) expects to hear from this worker even when
+    /// the master has handed it nothing: it accepts connections itself from a socket it was
+    /// given, so only it knows whether it has work (herd's own worker under a worker-accept
+    /// policy, which then beats on every turn; a socket-activated program once it is ready,
+    /// under systemd's watchdog protocol). Otherwise it owes a sign of life only while it
+    /// holds connections the master counts.
+    fn watched_when_idle(&self) -> bool {
+        false
+    }
+
+    /// Whether the worker reports the requests it answers (`--max-requests` counts them);
+    /// if not, the connections handed to it are counted instead (a Node worker).
+    fn counts_requests(&self) -> bool {
+        true
+    }
 }

@@ -32,6 +32,8 @@ pub struct Config {
     pub close: bool,
     /// How long a sent request may wait for its response.
     pub timeout: Duration,
+    /// The addresses connections come from, one per slot in turn (none: the kernel's pick).
+    pub source_ips: super::SourceIps,
 }
 
 impl Config {
@@ -48,6 +50,7 @@ impl Config {
             rate: None,
             close: false,
             timeout: Duration::from_secs(5),
+            source_ips: super::SourceIps::none(),
         })
     }
 
@@ -81,6 +84,14 @@ impl Config {
                     "bad rate {rate}: must be above 0"
                 )));
             }
+        }
+        let target = self.target.addr;
+        if let Some(ip) =
+            (self.source_ips.addrs().iter()).find(|ip| ip.is_ipv4() != target.is_ipv4())
+        {
+            return Err(ConfigError::new(format!(
+                "--source-ips {ip} cannot reach {target}: another address family"
+            )));
         }
         if self.paths.entries.is_empty() {
             return Err(ConfigError::new("the path mix is empty"));

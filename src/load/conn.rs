@@ -68,6 +68,8 @@ pub(crate) struct Conn {
     addr: SocketAddr,
     /// `--close`: drop the connection after every response.
     close_each: bool,
+    /// `--source-ips`: the address this slot's connections come from.
+    source: Option<std::net::IpAddr>,
     /// The socket; `None` between a failure or close and the next request.
     stream: Option<TcpStream>,
     /// The non-blocking connect has completed.
@@ -86,11 +88,17 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// An unconnected slot; it connects when given its first request.
-    pub(crate) fn new(token: Token, addr: SocketAddr, close_each: bool) -> Conn {
+    pub(crate) fn new(
+        token: Token,
+        addr: SocketAddr,
+        close_each: bool,
+        source: Option<std::net::IpAddr>,
+    ) -> Conn {
         Conn {
             token,
             addr,
             close_each,
+            source,
             stream: None,
             connected: false,
             request: None,
@@ -134,7 +142,7 @@ impl Conn {
     /// Opens a non-blocking connection registered for both directions: writable reports that
     /// the connect completed, readable brings the response.
     fn connect(&self, registry: &Registry) -> io::Result<TcpStream> {
-        let mut stream = TcpStream::connect(self.addr)?;
+        let mut stream = super::source::connect_from(self.addr, self.source)?;
         // Requests are single small writes; Nagle would only hold them back.
         stream.set_nodelay(true)?;
         registry.register(

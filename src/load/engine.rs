@@ -36,6 +36,10 @@ pub(crate) struct ThreadPlan {
     pub(crate) schedule: Option<Schedule>,
     /// Seeds this thread's path draws (see [`Requests`]).
     pub(crate) seed: u64,
+    /// Slot `i` of this thread is connection `i × stride + first` of the run (its
+    /// `--source-ips` address).
+    first: usize,
+    stride: usize,
 }
 
 impl ThreadPlan {
@@ -61,6 +65,8 @@ impl ThreadPlan {
             connections: cfg.connections / cfg.threads + extra,
             schedule,
             seed: index as u64 + 1,
+            first: index,
+            stride: cfg.threads,
         }
     }
 }
@@ -120,7 +126,10 @@ pub(crate) fn run_thread(cfg: &Config, plan: ThreadPlan, start: Instant) -> io::
         poll,
         requests: Requests::new(cfg, plan.seed),
         conns: (0..plan.connections)
-            .map(|i| Conn::new(Token(i), cfg.target.addr, cfg.close))
+            .map(|i| {
+                let source = cfg.source_ips.for_slot(i * plan.stride + plan.first);
+                Conn::new(Token(i), cfg.target.addr, cfg.close, source)
+            })
             .collect(),
         idle: (0..plan.connections).collect(),
         backing_off: VecDeque::new(),

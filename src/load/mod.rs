@@ -11,6 +11,7 @@
 //! | `request.rs` | the request bytes per path and the weighted choice of path |
 //! | `response.rs` | where a response ends: head, `Content-Length`, chunked, or close-delimited |
 //! | `conn.rs` | one connection slot: connect, write, read, count errors, reconnect |
+//! | `source.rs` | `--source-ips`: the addresses connections are bound to, as many clients |
 //! | `engine.rs` | one thread's event loop: closed or open loop, timeouts, the deadline |
 //! | `ticker.rs` | the open-loop clock: a timerfd, as epoll only sleeps in whole milliseconds |
 //! | `report.rs` | per-thread tallies merged into the [`LoadReport`], printed as text |
@@ -48,6 +49,7 @@ mod json;
 mod report;
 mod request;
 mod response;
+mod source;
 mod ticker;
 
 use std::io;
@@ -55,6 +57,7 @@ use std::time::Instant;
 
 pub use config::{Config, ConfigError, PathMix, Target};
 pub use report::{LoadReport, PathLatency};
+pub use source::SourceIps;
 
 use engine::ThreadPlan;
 

@@ -136,11 +136,12 @@ impl Master {
                 return;
             };
             match socket.accept() {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let stream = TcpStream::from(std::os::fd::OwnedFd::from(stream));
                     self.dispatch(Accepted {
                         stream,
                         listener: id,
+                        peer: Some(peer),
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

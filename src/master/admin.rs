@@ -7,7 +7,8 @@
 //! when a request asks for its state. Two resources:
 //!
 //! * `GET /metrics`: Prometheus text format (version 0.0.4);
-//! * `GET /status`: JSON: policy, uptime, and per worker its id, pid, state and counters.
+//! * `GET /status`: JSON: policy, uptime, and per worker its id, pid, state and counters,
+//!   and how long ago the master last heard from it; the watchdog's kills and the recycles.
 //!
 //! The counters are the master's [`super::Link`] counters: connections it handed over (or
 //! that the worker reported accepting, under a worker-accept policy), requests and closes
@@ -47,6 +48,11 @@ pub struct Snapshot {
     workers: Vec<WorkerRow>,
     /// Reload, upgrade and restart state.
     ops: serde_json::Value,
+    /// Workers killed by the watchdog: silent (`--worker-timeout`), not started
+    /// (`--start-timeout`); workers recycled (`--max-requests`, `--max-worker-age`).
+    kills: u64,
+    start_kills: u64,
+    recycled: u64,
 }
 
 /// A per-worker metric: name, type, help text, and its value for one worker.
@@ -67,6 +73,8 @@ struct WorkerRow {
     open: u64,
     /// Connections the worker confirmed taking (Node workers' `accepted` replies).
     accepted: u64,
+    /// Since the master last heard from it (the watchdog's measure).
+    silent: Duration,
 }
 
 impl Master {
@@ -83,6 +91,7 @@ impl Master {
                 requests: w.load.requests,
                 open: w.load.open,
                 accepted: w.load.taken,
+                silent: w.health.silence(Instant::now()),
             })
             .collect();
         workers.sort_by_key(|w| w.id);
@@ -93,6 +102,9 @@ impl Master {
             exits: self.exits,
             workers,
             ops: self.ops_status().to_json(),
+            kills: self.watchdog.kills,
+            start_kills: self.watchdog.start_kills,
+            recycled: self.recycle.recycled,
         }
     }
 }
@@ -134,6 +146,29 @@ impl Snapshot {
                 let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", w.id, value(w));
             }
         }
+        let name = "herd_worker_heartbeat_age_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Seconds since the master last heard from the worker (the \
+             watchdog's measure: --worker-timeout).\n# TYPE {name} gauge"
+        );
+        for w in &self.workers {
+            let age = w.silent.as_secs_f64();
+            let _ = writeln!(out, "{name}{{worker=\"{}\"}} {age:.3}", w.id);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP herd_watchdog_kills_total Workers killed for silence while they had work \
+             (--worker-timeout).\n# TYPE herd_watchdog_kills_total counter\n\
+             herd_watchdog_kills_total {}\n\
+             # HELP herd_watchdog_start_kills_total Workers killed for not starting in time \
+             (--start-timeout).\n# TYPE herd_watchdog_start_kills_total counter\n\
+             herd_watchdog_start_kills_total {}\n\
+             # HELP herd_worker_recycles_total Workers replaced for their requests or age \
+             (--max-requests, --max-worker-age).\n# TYPE herd_worker_recycles_total counter\n\
+             herd_worker_recycles_total {}",
+            self.kills, self.start_kills, self.recycled
+        );
         let _ = writeln!(
             out,
             "# HELP herd_worker_exits_total Worker processes that exited.\n\
@@ -165,6 +200,7 @@ impl Snapshot {
                     "requests": w.requests,
                     "open_connections": w.open,
                     "accepted": w.accepted,
+                    "heartbeat_age_s": (w.silent.as_secs_f64() * 1000.0).round() / 1000.0,
                 })
             })
             .collect();
@@ -175,6 +211,8 @@ impl Snapshot {
             "exits": self.exits,
             "workers": workers,
             "ops": self.ops,
+            "watchdog": { "kills": self.kills, "start_kills": self.start_kills },
+            "recycled": self.recycled,
         });
         format!("{doc}\n")
     }
@@ -424,6 +462,7 @@ mod tests {
                     requests: 9,
                     open: 1,
                     accepted: 0,
+                    silent: Duration::from_millis(250),
                 },
                 WorkerRow {
                     id: 3,
@@ -433,9 +472,13 @@ mod tests {
                     requests: 0,
                     open: 0,
                     accepted: 0,
+                    silent: Duration::ZERO,
                 },
             ],
             ops: crate::master::ops::OpsStatus::default().to_json(),
+            kills: 2,
+            start_kills: 0,
+            recycled: 5,
         }
     }
 
@@ -448,6 +491,9 @@ mod tests {
         assert!(text.contains("herd_worker_open_connections{worker=\"3\"} 0\n"));
         assert!(text.contains("herd_worker_exits_total 1\n"));
         assert!(text.contains("herd_master_queued_connections 2\n"));
+        assert!(text.contains("herd_worker_heartbeat_age_seconds{worker=\"1\"} 0.250\n"));
+        assert!(text.contains("herd_watchdog_kills_total 2\n"));
+        assert!(text.contains("herd_worker_recycles_total 5\n"));
         assert!(text.ends_with('\n'));
     }
 
@@ -460,6 +506,9 @@ mod tests {
         assert_eq!(doc["policy"], "p2c");
         assert_eq!(doc["workers"][1]["state"], "stopping");
         assert_eq!(doc["workers"][1]["pid"], 102);
+        assert_eq!(doc["workers"][0]["heartbeat_age_s"], 0.25);
+        assert_eq!(doc["watchdog"]["kills"], 2);
+        assert_eq!(doc["recycled"], 5);
         assert_eq!(doc["ops"]["upgrade"]["last"], "cannot run /tmp/a\"b\n\u{1}");
         assert!(!text.trim_end().contains('\n'), "one line: {text}");
     }

@@ -9,6 +9,14 @@
 //!   worker's channel (every handoff it has received), so a worker listening on several
 //!   addresses is freed on all of them once nothing it was sent is unacknowledged.
 //!
+//! * `ip-hash`: the client's IP address is hashed onto the listener's subscribers by
+//!   their *slot* ([`crate::rendezvous`]), not their id: the worker in the slot with the
+//!   highest score for the address gets it. A respawned or reloaded worker takes its
+//!   predecessor's slot, and with it its clients; while a slot has no worker that can take
+//!   a connection, its clients go to their second-best slot, and nobody else's move. (The
+//!   address is the one `accept` saw: a PROXY protocol header, read by the worker after
+//!   the handoff, is out of the master's sight.)
+//!
 //! A connection that finds no online worker waits in `Master::waiting` until one comes
 //! online (or is closed by a stop). A worker at its connection limit, or whose channel is
 //! full, is passed by and not forgotten: once it reports closes or its channel drains
@@ -18,6 +26,7 @@ use super::{Master, WorkerState};
 use crate::channel::ListenerId;
 use crate::link::Accepted;
 use crate::policy::{Eligibility, Policy};
+use crate::rendezvous;
 
 impl Master {
     /// Hands `conn` to the worker the policy picks, or keeps it waiting if none can take it.
@@ -39,9 +48,17 @@ impl Master {
                 .is_some_and(|w| w.takes_connections(limit))
         };
         let open = |i: usize| workers.get(subscribers[i]).map_or(0, |w| w.load.open);
-        let pick = l
-            .picker
-            .pick(self.config.policy, subscribers.len(), online, open);
+        let pick = match conn.peer.filter(|_| self.config.policy == Policy::IpHash) {
+            Some(peer) => {
+                let slot = |i: usize| workers.get(subscribers[i]).map_or(0, |w| w.slot as u64);
+                let key = rendezvous::ip_key(peer.ip());
+                rendezvous::pick(key, subscribers.len(), online, slot)
+            }
+            // Under ip-hash too, a connection whose peer is unknown goes in rotation.
+            None => l
+                .picker
+                .pick(self.config.policy, subscribers.len(), online, open),
+        };
         match pick.map(|i| subscribers[i]) {
             Some(key) => self.queue_on(key, conn),
             None => self.waiting.push(conn),

@@ -62,6 +62,8 @@ pub(crate) struct SeqpacketLink {
     drain_sent: bool,
     /// The worker's queue was full at the last send.
     blocked: bool,
+    /// A listening socket went with a listen reply: the worker accepts for itself.
+    accepts_itself: bool,
     /// Receive buffer (the largest packet is a 64 KiB user message).
     recv_buf: Vec<u8>,
 }
@@ -83,6 +85,7 @@ impl SeqpacketLink {
             drain_requested: false,
             drain_sent: false,
             blocked: false,
+            accepts_itself: false,
             recv_buf: Vec::new(),
         }
     }
@@ -217,6 +220,7 @@ impl Link for SeqpacketLink {
                     }
                 }
                 ToMaster::Message(payload) => FromWorker::Message(payload),
+                ToMaster::Heartbeat => FromWorker::Heartbeat,
             });
         }
     }
@@ -232,6 +236,7 @@ impl Link for SeqpacketLink {
                     addr: grant.local.to_string(),
                 };
                 let fds: Vec<RawFd> = grant.socket.iter().map(|s| s.as_raw_fd()).collect();
+                self.accepts_itself |= !fds.is_empty();
                 // `grant` (and with it the master's copy of the socket) is dropped once the
                 // packet holds its own reference.
                 self.channel.send_with_fds(|b| reply.encode(b), &fds)
@@ -251,8 +256,11 @@ impl Link for SeqpacketLink {
                 Ok(Received::Packet(n, fds)) => {
                     if let Ok(ToWorker::Handoff { listeners, .. }) = ToWorker::decode(&buf[..n]) {
                         back.extend(listeners.into_iter().zip(fds).map(|(listener, fd)| {
+                            // The peer, for `ip-hash` to send it where its others went.
+                            let stream = TcpStream::from(fd);
                             Accepted {
-                                stream: TcpStream::from(fd),
+                                peer: stream.peer_addr().ok(),
+                                stream,
                                 listener,
                             }
                         }));
@@ -277,6 +285,11 @@ impl Link for SeqpacketLink {
 
     fn blocked(&self) -> bool {
         self.blocked
+    }
+
+    fn watched_when_idle(&self) -> bool {
+        // Then its loop turns at least every heartbeat interval, idle or not.
+        self.accepts_itself && self.options.worker_timeout.is_some()
     }
 }
 

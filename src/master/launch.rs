@@ -18,7 +18,7 @@ use std::os::fd::RawFd;
 use nix::unistd::Pid;
 
 use super::handoff::SeqpacketLink;
-use crate::channel::Channel;
+use crate::channel::{Channel, ToWorker};
 use crate::link::{Launch, LaunchContext, Launched};
 use crate::worker::{self, Setup};
 
@@ -36,7 +36,13 @@ impl ForkLaunch {
 
 impl Launch for ForkLaunch {
     fn launch(&mut self, cx: LaunchContext<'_>) -> io::Result<Launched> {
-        let (master_end, worker_end) = Channel::pair()?;
+        let (mut master_end, worker_end) = Channel::pair()?;
+        if let Some(timeout) = cx.link.worker_timeout {
+            // The first packet the worker reads, whatever its setup does first.
+            let interval_ms = super::watchdog::heartbeat_interval(timeout).as_millis();
+            let interval_ms = interval_ms.clamp(1, u32::MAX as u128) as u32;
+            master_end.send_to_worker(&ToWorker::Heartbeat { interval_ms })?;
+        }
         // The child gets a dup of its end; the original stays with the master (see
         // `handoff`: it is how a dead worker's unread connections are recovered).
         let child_end = worker_end.try_clone()?;

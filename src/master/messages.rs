@@ -33,6 +33,9 @@ impl Master {
             return;
         }
         let open = w.link.receive(&mut messages);
+        if !messages.is_empty() {
+            w.health.heard = std::time::Instant::now();
+        }
         for msg in messages {
             self.on_message(key, msg);
         }
@@ -135,6 +138,9 @@ impl Master {
                 worker: id,
                 payload: &payload,
             }),
+            // Noted by `read_worker`, as every message is (the watchdog's sign of life).
+            FromWorker::Heartbeat => {}
+            FromWorker::Hung => self.watchdog_triggered(key),
         }
     }
 

@@ -18,6 +18,9 @@
 //! * [`supervisor`]: spawn (through a [`Launch`]), reap, disconnect, respawn with back-off,
 //!   kill, and the graceful stop;
 //! * [`signals`]: SIGCHLD, SIGTERM/SIGINT, SIGHUP, SIGUSR2, SIGQUIT through a self-pipe;
+//! * [`watchdog`]: a worker silent while it has work, or that never starts, is killed and
+//!   replaced; [`recycle`]: a worker past `--max-requests` or `--max-worker-age` is
+//!   replaced gracefully;
 //! * [`ops`] ([`reload`], [`upgrade`], [`systemd`], [`restarts`]): what a service
 //!   manager and an operator need; [`admin`]: `/metrics` and `/status` from this same loop.
 //!
@@ -39,12 +42,14 @@ mod listeners;
 mod messages;
 pub(crate) mod ops;
 mod output;
+mod recycle;
 mod reload;
 mod restarts;
 mod signals;
 mod supervisor;
 mod systemd;
 mod upgrade;
+mod watchdog;
 
 pub(crate) use launch::ForkLaunch;
 
@@ -163,6 +168,8 @@ pub(crate) struct WorkerProc {
     pub link: Box<dyn Link>,
     /// Its connections, as the master counts them.
     pub load: Load,
+    /// When it was last heard from, for the watchdog ([`watchdog`]).
+    pub health: watchdog::Health,
     /// The channel is registered for write readiness (a send found the worker's queue full).
     write_armed: bool,
     /// It leads its own process group (an exec'd program): signal the group.
@@ -234,6 +241,10 @@ pub struct Master {
     exits: u64,
     /// Reload, upgrade, restart limit, systemd, privileges ([`ops`]).
     ops: ops::Ops,
+    /// `--worker-timeout`, `--start-timeout` ([`watchdog`]).
+    watchdog: watchdog::Watchdog,
+    /// `--max-requests`, `--max-worker-age` ([`recycle`]).
+    recycle: recycle::Recycle,
     /// Exec'd workers' output pipes ([`output`]).
     outputs: Slab<crate::output::WorkerOutput>,
     /// Output pipes to read again this turn (they had bytes left after their budget).
@@ -290,6 +301,8 @@ impl Master {
             started: Instant::now(),
             exits: 0,
             ops,
+            watchdog: watchdog::Watchdog::new(&config),
+            recycle: recycle::Recycle::new(&config),
             config,
             outputs: Slab::new(),
             outputs_pending: Vec::new(),
@@ -391,6 +404,8 @@ impl Master {
         );
         deadlines.extend(self.admin.as_ref().and_then(|a| a.next_deadline()));
         deadlines.extend(self.ops_deadline());
+        deadlines.extend(self.watchdog_deadline());
+        deadlines.extend(self.recycle_deadline());
         if self.sink.as_ref().is_some_and(|s| s.pending()) {
             // Lines wait for herd's own output: try again soon.
             deadlines.push(Instant::now() + Duration::from_millis(50));
@@ -405,7 +420,8 @@ impl Master {
             .map(|d| d.saturating_duration_since(now))
     }
 
-    /// Respawns due, accept pause over, admin timeouts, shutdown deadline.
+    /// Respawns due, accept pause over, admin timeouts, the watchdog, recycling, shutdown
+    /// deadline.
     fn timers(&mut self) {
         let now = Instant::now();
         self.accept.unpause(now);
@@ -429,6 +445,8 @@ impl Master {
         }
         self.admin_tick(now);
         self.output_tick(now);
+        self.watchdog_tick(now);
+        self.recycle_tick(now);
         self.respawn_due(now);
         if let Phase::Stopping { deadline } = self.phase {
             if now >= deadline && !self.forced {

@@ -1,6 +1,7 @@
 //! Rolling reload: replace every worker, one at a time, without refusing or dropping a
 //! connection (SIGHUP, [`crate::Control::reload`]); and the one-worker version of it for a
-//! worker over `--max-worker-rss`.
+//! worker over `--max-worker-rss`, or past `--max-requests` or `--max-worker-age`
+//! ([`super::recycle`]).
 //!
 //! One step, per worker, with at most one extra worker alive at any moment:
 //!
@@ -111,6 +112,17 @@ impl Reload {
         self.step = None;
         self.last = Some(why);
         std::mem::take(&mut self.announced)
+    }
+
+    /// Queues worker `id` for a one-worker replacement (over a limit: `--max-worker-rss`,
+    /// [`super::recycle`]); false if the reload already covers it.
+    pub(super) fn replace_one(&mut self, id: WorkerId) -> bool {
+        let replacing = self.step.as_ref().is_some_and(|s| s.old_id == id);
+        if replacing || id < self.cutoff || self.targets.contains(&id) {
+            return false;
+        }
+        self.targets.push(id);
+        true
     }
 
     pub(super) fn status(&self) -> ReloadStatus {

@@ -140,6 +140,7 @@ impl Master {
                 // connection.
                 want_acks: policy == Policy::Node,
                 eager_reports: matches!(policy, Policy::LeastConnections | Policy::P2c),
+                worker_timeout: self.config.worker_timeout,
             },
             grants,
         })?;
@@ -160,6 +161,7 @@ impl Master {
             started: Instant::now(),
             link: launched.link,
             load: Load::default(),
+            health: super::watchdog::Health::new(Instant::now()),
             write_armed: false,
             group: launched.group,
             listens: launched.listens,

@@ -572,6 +572,10 @@ impl Link for NodeLink {
         self.rejected_until
     }
 
+    fn counts_requests(&self) -> bool {
+        false // a Node worker says which connections it took, not what it answered
+    }
+
     fn on_deadline(&mut self, now: Instant, _out: &mut Vec<FromWorker>) {
         if self.rejected_until.is_some_and(|t| t <= now) {
             self.rejected_until = None;

@@ -80,6 +80,9 @@ pub(crate) struct Exchange {
     /// (`--change-origin`, or an HTTP/1.0 request without one): a retry on another target
     /// rewrites it there.
     pub host: Option<Range<usize>>,
+    /// The key a sticky balance hashed for this request: a retry goes to its second-best
+    /// target, where its later requests go while the first is marked down.
+    pub affinity: Option<u64>,
 }
 
 impl Exchange {
@@ -121,6 +124,7 @@ impl Exchange {
             started: now,
             last_progress: now,
             host: None,
+            affinity: None,
         }
     }
 

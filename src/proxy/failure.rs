@@ -105,8 +105,9 @@ impl ProxyService {
                 && not_in_response
                 && !failure.timeout
                 && (failure.refused || !ex.wrote_upstream || ex.idempotent);
+            let affinity = ex.affinity;
             if retry && self.clients[ck].to_upstream.rewind() {
-                if let Some(next) = self.pick(now, Some(target)) {
+                if let Some(next) = self.pick(now, Some(target), affinity) {
                     let client = &mut self.clients[ck];
                     let ex = client.exchange.as_mut().expect("an exchange");
                     ex.retarget(next, &mut self.in_flight);

@@ -55,12 +55,15 @@ impl ProxyService {
                 }
             };
         client.head_started = None;
+        // A sticky balance's key: the same one on a retry (see `failure`).
+        let affinity = self.balancer.key(&head, client.peer.ip());
         let picked = pick(
             &mut self.balancer,
             &self.health,
             &self.in_flight,
             cx.now,
             None,
+            affinity,
         );
         let Some(target) = picked else {
             // Only a proxy configured without targets (through the library) gets here.
@@ -72,6 +75,7 @@ impl ProxyService {
         };
         let mut ex = Exchange::start(&head, target, &mut self.in_flight, cx.now);
         ex.keep_alive &= self.drain_started.is_none();
+        ex.affinity = affinity;
         let config = &self.config;
         let fwd = Forwarded {
             client: client.peer.ip(),
@@ -94,10 +98,16 @@ impl ProxyService {
         Ok(true)
     }
 
-    /// The target for a request: the balancer's pick among targets not marked down, other
-    /// than `not` (the one that just failed).
-    pub(super) fn pick(&mut self, now: Instant, not: Option<usize>) -> Option<usize> {
-        pick(&mut self.balancer, &self.health, &self.in_flight, now, not)
+    /// The target for a request with a sticky balance's key `affinity`: the balancer's
+    /// pick among targets not marked down, other than `not` (the one that just failed).
+    pub(super) fn pick(
+        &mut self,
+        now: Instant,
+        not: Option<usize>,
+        affinity: Option<u64>,
+    ) -> Option<usize> {
+        let (balancer, health) = (&mut self.balancer, &self.health);
+        pick(balancer, health, &self.in_flight, now, not, affinity)
     }
 
     /// Gives client `ck`'s exchange a connection to its target: an idle one (pooled, or
@@ -264,15 +274,18 @@ fn pick(
     in_flight: &InFlight,
     now: Instant,
     not: Option<usize>,
+    affinity: Option<u64>,
 ) -> Option<usize> {
     let usable = |t| Some(t) != not && health[t].usable(now);
-    balancer.pick(in_flight.counts(), usable).or_else(|| {
-        let soonest = (0..health.len())
-            .filter(|&t| Some(t) != not)
-            .min_by_key(|&t| health[t].down_until())?;
-        log::warn!(
+    balancer
+        .pick(in_flight.counts(), usable, affinity)
+        .or_else(|| {
+            let soonest = (0..health.len())
+                .filter(|&t| Some(t) != not)
+                .min_by_key(|&t| health[t].down_until())?;
+            log::warn!(
             "proxy: every target is marked down; trying target {soonest}, whose back-off ends first"
         );
-        Some(soonest)
-    })
+            Some(soonest)
+        })
 }

@@ -82,7 +82,10 @@ impl ProxyService {
         let n = config.targets.len();
         let seed = u64::from(std::process::id()) ^ config.targets.len() as u64;
         ProxyService {
-            balancer: Balancer::new(config.balance, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            balancer: Balancer::new(
+                config.balance.clone(),
+                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
             config: Rc::new(config),
             clients: Slab::new(),
             upstreams: Slab::new(),

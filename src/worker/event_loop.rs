@@ -11,9 +11,11 @@
 //!    them at once when the handoff asked for it (the `node` policy), as Node's workers
 //!    acknowledge `newconn`;
 //! 4. a drain that has no connection left ends the loop;
-//! 5. counters go to the master *before* the worker sleeps (see `report` below), then
-//!    `epoll_wait`, then readiness events go to the service (or acceptor) whose index the
-//!    token carries ([`super::tokens`]); every [`TICK`] services apply their timeouts.
+//! 5. counters go to the master *before* the worker sleeps (see `report` below), and a
+//!    heartbeat when one is due (`--worker-timeout`: only in turns the loop makes, so a
+//!    worker stuck in a handler falls silent), then `epoll_wait`, then readiness events go
+//!    to the service (or acceptor) whose index the token carries ([`super::tokens`]); every
+//!    [`TICK`] services apply their timeouts.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -41,6 +43,7 @@ impl Worker {
         let mut buf = vec![0u8; MAX_MESSAGE + 64];
         let mut last_tick = Instant::now();
         let mut last_report = Instant::now();
+        let mut last_beat: Option<Instant> = None;
         let mut channel_ready = true; // the packets kept by `listen` count as readable
         let early = std::mem::take(&mut self.early);
         let mut arrived: Vec<(ListenerId, OwnedFd)> = Vec::new();
@@ -108,12 +111,23 @@ impl Worker {
                 last_report = now;
             }
 
+            // The watchdog expects a sign of life while there is work: connections open,
+            // or (accepting for itself) a listening socket only this worker watches.
+            let watched = open > 0 || channel_ready || !self.acceptors.is_empty();
+            if let Some(every) = self.heartbeat.filter(|_| watched) {
+                if last_beat.is_none_or(|t| now.duration_since(t) >= every) {
+                    self.beat()?;
+                    last_beat = Some(now);
+                }
+            }
             let timeout = if open > 0
                 || channel_ready
                 || !self.counters.is_empty()
                 || self.acceptors.iter().any(|a| a.paused())
             {
                 Some(TICK.min(REPORT_INTERVAL))
+            } else if !self.acceptors.is_empty() {
+                self.heartbeat
             } else {
                 None
             };
@@ -296,9 +310,21 @@ impl Worker {
                 // Acted on by the loop, which holds the poll the services need.
                 self.drain_requested = !self.draining;
             }
+            ToWorker::Heartbeat { interval_ms } => {
+                self.heartbeat = Some(Duration::from_millis(interval_ms.max(1) as u64));
+            }
             ToWorker::ListenOk { .. } | ToWorker::ListenErr { .. } => {}
         }
         Ok(())
+    }
+
+    /// Tells the master this loop still turns. A full channel means the master has not
+    /// read what came before, which tells it the same: the beat is not worth waiting for.
+    fn beat(&mut self) -> io::Result<()> {
+        match self.channel.send_to_master(&ToMaster::Heartbeat) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            r => r,
+        }
     }
 
     /// Acknowledges handoffs received and reports counters, in one packet.

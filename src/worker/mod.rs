@@ -92,6 +92,8 @@ pub struct Worker {
     /// The master sent `Drain`; the loop acts on it.
     drain_requested: bool,
     draining: bool,
+    /// `--worker-timeout`: send a heartbeat at least this often while there is work.
+    heartbeat: Option<Duration>,
 }
 
 /// Sends messages to the master from inside a message callback.
@@ -181,6 +183,7 @@ impl Worker {
             counters: Counters::default(),
             drain_requested: false,
             draining: false,
+            heartbeat: None,
         }
     }
 

@@ -430,3 +430,42 @@ pub fn assert_pipelined_echo(addr: SocketAddr) {
         "closed after Connection: close"
     );
 }
+
+/// Connects to `addr` from the local address `source` (any of 127.0.0.0/8 reaches the
+/// loopback interface), with the read/write timeouts set: a client as the server sees it.
+/// std's `TcpStream` cannot bind before it connects; nix's sockets can.
+pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    use nix::sys::socket::{
+        bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage,
+    };
+    use std::os::fd::AsRawFd;
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    let local = SockaddrStorage::from(SocketAddr::new(source, 0));
+    bind(fd.as_raw_fd(), &local).unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    connect(fd.as_raw_fd(), &SockaddrStorage::from(addr)).expect("connect");
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
+/// `GET path` with `Connection: close` on a new connection from `source`.
+pub fn get_from(source: std::net::IpAddr, addr: SocketAddr, path: &str) -> Response {
+    let mut s = connect_from(source, addr);
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    read_response(&mut BufReader::new(s), false).expect("a response")
+}
+
+/// Sets this process's core-file limit to 0, for its children too: a test that makes herd
+/// SIGABRT a worker leaves no core file behind where cores are kept.
+pub fn no_core_dumps() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_CORE).unwrap();
+    setrlimit(Resource::RLIMIT_CORE, 0, hard).unwrap();
+}
