@@ -26,7 +26,7 @@
 //!   per packet, fds attached with `SCM_RIGHTS`.
 //! * [`worker`]: herd's own worker process: `bootstrap.rs` (after the fork), `event_loop.rs`,
 //!   `tokens.rs`, and the [`worker::Service`] each listener's connections go to
-//!   ([`worker::HttpService`]).
+//!   ([`worker::HttpService`] in `http_service.rs`, over one `http_conn.rs` per client).
 //! * [`rendezvous`]: rendezvous hashing, the stable client → worker (`--policy ip-hash`)
 //!   and client → target (`herd proxy --balance ip-hash`) affinity.
 //! * [`http`]: HTTP/1.1 as a sans-IO state machine (parse, frame, respond), driven by the
@@ -40,7 +40,8 @@
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
 //! * [`node`]: Node.js's cluster IPC protocol, sans IO, for herd as the primary of `node`
-//!   workers.
+//!   workers; `link.rs` is the master's `Link` to one, writing through
+//!   `outbox.rs` (one fd per `sendmsg`, handle lines pipelined safely).
 //! * [`app`]: the handlers `herd serve` ships with; [`load`]: `herd load`, the load
 //!   generator; [`bench`](mod@bench): `herd bench`, the policies compared; [`url`]: the
 //!   `http://IP:PORT/PATH` URLs the proxy and the load generator connect to.

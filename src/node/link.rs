@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! dispatch ─► unsent ─► NewConn line + the connection's fd ─► worker ─► NODE_HANDLE_ACK
-//!                       (one handle in flight, Node's rule)       └──► {ack, accepted}
+//!                       (pipelined by the Outbox)                 └──► {ack, accepted}
 //!             in_flight: the master keeps its copy ◄──────────────────────┘
 //!             until the worker says accepted (then closes it) or not (then re-dispatches)
 //! ```
@@ -13,19 +13,9 @@
 //! worker may answer `accepted: false` (its server is closing, or at its `maxConnections`),
 //! and then the connection must go to another worker, as Node's own primary does it.
 //!
-//! **Handles in flight, safely.** A Node worker has one slot for a received fd and gives it
-//! to the next handle message it parses: when one of its reads ends inside a handle line
-//! and the next read brings a second handle, the first connection gets the second's fd.
-//! Node's own primary avoids that by sending nothing after a handle until the worker's
-//! `NODE_HANDLE_ACK` (its read callback sends one at once), which costs a round trip per
-//! connection. herd pipelines instead, under a rule that keeps a read from ending inside a
-//! handle line while another handle follows it: a handle line (one small `sendmsg`, never
-//! split: a unix stream socket takes it whole or not at all) may be written while others
-//! are unacknowledged only if the bytes written since the worker provably read (the end of
-//! the last acknowledged handle) stay within [`PIPELINE_BYTES`], half of the 64 KiB a Node
-//! worker reads at once. The first handle after an acknowledgement always goes: one handle
-//! in flight is safe however its line is split. Lines are written strictly in order, each
-//! fd on the `sendmsg` carrying its line's first byte and on no other.
+//! What goes out is written by an [`Outbox`]: lines in order, one fd per `sendmsg`, and
+//! handle lines pipelined without waiting a round trip for each acknowledgement (see
+//! `node::outbox` for the rule that makes that safe).
 //!
 //! Addresses: a worker asks for what its `listen()` names; `address: null` (all interfaces)
 //! is `[::]`, dual-stack as Node binds it; `--map-port FROM=TO` binds port TO for a worker's
@@ -35,16 +25,15 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use sendfd::SendWithFd;
-
-use super::{AddressType, FromWorker as Node, Inbox, RawJson, Sequencer, ServerQuery, ToWorker};
+use super::outbox::{FrameFd, Outbox};
+use super::{AddressType, FromWorker as Node, Inbox, RawJson, ServerQuery, ToWorker};
 use crate::channel::ListenerId;
 use crate::link::{Accepted, FromWorker, Grant, Link};
 use crate::policy::Acceptance;
@@ -57,12 +46,6 @@ const REJECTED_PAUSE: Duration = Duration::from_millis(20);
 const READ_CHUNK: usize = 64 * 1024;
 /// The largest user message herd sends a Node worker.
 pub const MAX_MESSAGE: usize = super::MAX_LINE - 1;
-/// Bytes that may be in the worker's channel, unread as far as herd knows, when a handle
-/// line is pipelined behind other unacknowledged ones: half of the 64 KiB Node reads at
-/// once, so that no read can end inside one of those handle lines.
-const PIPELINE_BYTES: u64 = 32 * 1024;
-/// Handles unacknowledged at once, at most.
-const MAX_HANDLES_IN_FLIGHT: usize = 16;
 
 /// `data` of the first worker to ask for each key, echoed to every later one (a TLS
 /// server's ticket keys must be the same in every worker). Shared by a cluster's links.
@@ -70,38 +53,6 @@ pub type ServerData = Rc<RefCell<HashMap<String, RawJson>>>;
 
 /// A port a worker's `listen()` names, and the port herd binds for it.
 pub type PortMap = Vec<(u16, u16)>;
-
-/// One line to write, with the fd its first byte carries.
-#[derive(Debug)]
-struct Frame {
-    bytes: Vec<u8>,
-    written: usize,
-    fd: FrameFd,
-}
-
-#[derive(Debug)]
-enum FrameFd {
-    None,
-    /// A connection in `in_flight` (the master keeps it there): its raw fd.
-    Borrowed(RawFd),
-    /// A listening socket granted to the worker (closed once sent).
-    Owned(OwnedFd),
-}
-
-impl Frame {
-    fn carries_fd(&self) -> bool {
-        !matches!(self.fd, FrameFd::None)
-    }
-}
-
-/// A handle line the worker has not acknowledged yet.
-#[derive(Debug)]
-struct Unacked {
-    end: u64,
-    bytes: Vec<u8>,
-    /// The connection's fd (in `in_flight`), or -1 for a listening socket (gone once sent).
-    fd: RawFd,
-}
 
 /// A listen request the master has not answered yet.
 #[derive(Debug)]
@@ -116,32 +67,17 @@ struct Query {
 pub struct NodeLink {
     sock: UnixStream,
     inbox: Inbox,
-    seq: Sequencer,
-    /// Lines to write, in order.
-    out: VecDeque<Frame>,
+    out: Outbox,
     /// Dispatched, not yet written as `newconn`.
     unsent: VecDeque<Accepted>,
     /// Written as `newconn` number N, waiting for `{ack: N, accepted}`.
     in_flight: BTreeMap<u64, Accepted>,
-    /// Handle lines written and not yet acknowledged, oldest first: each with the stream
-    /// offset of its end, and (to send again after a `NODE_HANDLE_NACK`) its bytes and fd.
-    unacked_handles: VecDeque<Unacked>,
-    /// Bytes written to the channel, in all.
-    written: u64,
-    /// The stream offset the worker has provably read up to (the end of the last
-    /// acknowledged handle line).
-    read_up_to: u64,
-    /// A handle line went out in two writes (the socket was full): until every handle is
-    /// acknowledged, no other is pipelined behind it.
-    split_handle: bool,
     queries: HashMap<u64, Query>,
     /// Each listener this worker was granted, by key (for `newconn` and `close`).
     keys: HashMap<ListenerId, String>,
     data: ServerData,
     port_map: Rc<PortMap>,
     drain_requested: bool,
-    /// The socket was full at the last write.
-    write_blocked: bool,
     /// The worker gave a connection back: passed by until then.
     rejected_until: Option<Instant>,
     buf: Vec<u8>,
@@ -154,89 +90,17 @@ impl NodeLink {
         Ok(NodeLink {
             sock,
             inbox: Inbox::new(),
-            seq: Sequencer::new(),
-            out: VecDeque::new(),
+            out: Outbox::new(),
             unsent: VecDeque::new(),
             in_flight: BTreeMap::new(),
-            unacked_handles: VecDeque::new(),
-            written: 0,
-            read_up_to: 0,
-            split_handle: false,
             queries: HashMap::new(),
             keys: HashMap::new(),
             data,
             port_map,
             drain_requested: false,
-            write_blocked: false,
             rejected_until: None,
             buf: Vec::new(),
         })
-    }
-
-    fn push(&mut self, msg: &ToWorker<'_>, fd: FrameFd) -> Option<u64> {
-        let mut bytes = Vec::new();
-        let seq = self.seq.encode(msg, &mut bytes);
-        if !bytes.is_empty() {
-            self.out.push_back(Frame {
-                bytes,
-                written: 0,
-                fd,
-            });
-        }
-        seq
-    }
-
-    /// Writes frames in order until the socket is full (`Ok(false)`), a handle waits for its
-    /// ack, or nothing is left (`Ok(true)`).
-    fn write_frames(&mut self) -> io::Result<bool> {
-        while let Some(front) = self.out.front_mut() {
-            if front.written == 0 && front.carries_fd() && !self.unacked_handles.is_empty() {
-                let unread = self.written - self.read_up_to + front.bytes.len() as u64;
-                if unread > PIPELINE_BYTES
-                    || self.unacked_handles.len() >= MAX_HANDLES_IN_FLIGHT
-                    || self.split_handle
-                {
-                    return Ok(true); // the next acknowledgement lets it go
-                }
-            }
-            let rest = &front.bytes[front.written..];
-            let sent = if front.written == 0 {
-                match &front.fd {
-                    FrameFd::None => self.sock.write(rest),
-                    FrameFd::Borrowed(fd) => self.sock.send_with_fd(rest, &[*fd]),
-                    FrameFd::Owned(fd) => self.sock.send_with_fd(rest, &[fd.as_raw_fd()]),
-                }
-            } else {
-                self.sock.write(rest)
-            };
-            match sent {
-                Ok(n) => {
-                    self.written += n as u64;
-                    if front.written == 0 && front.carries_fd() {
-                        let fd = match front.fd {
-                            FrameFd::Borrowed(fd) => fd,
-                            _ => -1,
-                        };
-                        let end = self.written + (front.bytes.len() - n) as u64;
-                        self.split_handle |= n < front.bytes.len();
-                        let bytes = front.bytes.clone();
-                        self.unacked_handles.push_back(Unacked { end, bytes, fd });
-                    }
-                    front.written += n;
-                    if front.written == front.bytes.len() {
-                        self.out.pop_front();
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.write_blocked = false;
-        Ok(true)
     }
 
     /// The address herd binds for `query`, or the errno to answer it with.
@@ -292,7 +156,7 @@ impl NodeLink {
                         data: &query.data,
                         sockname: None,
                     };
-                    self.push(&reply, FrameFd::None);
+                    self.out.push(&reply, FrameFd::None);
                 }
             },
             Node::Listening(_) => {}
@@ -323,31 +187,20 @@ impl NodeLink {
                 }
             }
             Node::ExitedAfterDisconnect { seq } => {
-                self.push(
+                self.out.push(
                     &ToWorker::ExitedAfterDisconnectAck { ack: seq },
                     FrameFd::None,
                 );
                 out.push(FromWorker::Leaving);
             }
             Node::HandleAck => {
-                let Some(acked) = self.unacked_handles.pop_front() else {
+                if !self.out.on_handle_ack() {
                     return Err(invalid("NODE_HANDLE_ACK for no handle".into()));
-                };
-                self.read_up_to = self.read_up_to.max(acked.end);
-                self.split_handle &= !self.unacked_handles.is_empty();
+                }
             }
             Node::HandleNack => {
-                // The fd did not arrive; Node's own sender sends the line again with it.
-                let Some(lost) = self.unacked_handles.pop_front() else {
+                if !self.out.on_handle_nack() {
                     return Err(invalid("NODE_HANDLE_NACK for no handle".into()));
-                };
-                self.read_up_to = self.read_up_to.max(lost.end);
-                if lost.fd >= 0 {
-                    self.out.push_front(Frame {
-                        bytes: lost.bytes,
-                        written: 0,
-                        fd: FrameFd::Borrowed(lost.fd),
-                    });
                 }
             }
             Node::Handle { handle_type, .. } => {
@@ -355,13 +208,14 @@ impl NodeLink {
                 // worker holds back everything it sends after it.
                 log::warn!("node worker sent a {handle_type} handle; closed");
                 drop(fd);
-                self.push(&ToWorker::HandleAck, FrameFd::None);
+                self.out.push(&ToWorker::HandleAck, FrameFd::None);
             }
             Node::SocketNotifyClose { key } => {
-                self.push(&ToWorker::SocketAllClosed { key: &key }, FrameFd::None);
+                self.out
+                    .push(&ToWorker::SocketAllClosed { key: &key }, FrameFd::None);
             }
             Node::SocketGetCount { key } => {
-                self.push(
+                self.out.push(
                     &ToWorker::SocketCount {
                         key: &key,
                         count: 0,
@@ -415,7 +269,7 @@ impl Link for NodeLink {
         // A line a Node worker cannot parse crashes it: only JSON goes out.
         let raw = RawJson::from_bytes(msg)
             .map_err(|e| format!("message not sent to a Node worker: {e}"))?;
-        self.push(&ToWorker::User(&raw), FrameFd::None);
+        self.out.push(&ToWorker::User(&raw), FrameFd::None);
         Ok(())
     }
 
@@ -426,12 +280,12 @@ impl Link for NodeLink {
     fn has_unsent(&self) -> bool {
         !self.out.is_empty()
             || !self.unsent.is_empty()
-            || (self.drain_requested && !self.seq.ended())
+            || (self.drain_requested && !self.out.ended())
     }
 
     fn flush(&mut self) -> io::Result<bool> {
         loop {
-            if !self.write_frames()? {
+            if !self.out.write(&mut self.sock)? {
                 return Ok(false);
             }
             // Lines wait in `out` for an acknowledgement: frame no more connections now.
@@ -446,13 +300,15 @@ impl Link for NodeLink {
                     continue;
                 };
                 let fd = conn.stream.as_raw_fd();
-                let seq = self.push(&ToWorker::NewConn { key: &key }, FrameFd::Borrowed(fd));
+                let seq = self
+                    .out
+                    .push(&ToWorker::NewConn { key: &key }, FrameFd::Borrowed(fd));
                 self.in_flight
                     .insert(seq.expect("newconn is numbered"), conn);
                 continue;
             }
-            if self.drain_requested && !self.seq.ended() {
-                self.push(&ToWorker::Disconnect, FrameFd::None);
+            if self.drain_requested && !self.out.ended() {
+                self.out.push(&ToWorker::Disconnect, FrameFd::None);
                 continue;
             }
             return Ok(true);
@@ -519,7 +375,7 @@ impl Link for NodeLink {
                             data: &data,
                             sockname: Some(sockname),
                         };
-                        self.push(&reply, FrameFd::None);
+                        self.out.push(&reply, FrameFd::None);
                     }
                     (_, Some(socket)) => {
                         let reply = ToWorker::SharedServer {
@@ -527,7 +383,7 @@ impl Link for NodeLink {
                             key: &key,
                             data: &data,
                         };
-                        self.push(&reply, FrameFd::Owned(socket));
+                        self.out.push(&reply, FrameFd::Owned(socket));
                     }
                     (_, None) => return Err(invalid("a shared grant without its socket".into())),
                 }
@@ -541,7 +397,7 @@ impl Link for NodeLink {
                     data: &data,
                     sockname: None,
                 };
-                self.push(&reply, FrameFd::None);
+                self.out.push(&reply, FrameFd::None);
             }
         }
         // Written with the end-of-turn flush (the master marks this link dirty).
@@ -552,7 +408,6 @@ impl Link for NodeLink {
         let mut back: Vec<Accepted> = self.unsent.drain(..).collect();
         back.extend(std::mem::take(&mut self.in_flight).into_values());
         self.out.clear();
-        self.unacked_handles.clear();
         back
     }
 
@@ -565,7 +420,7 @@ impl Link for NodeLink {
     }
 
     fn blocked(&self) -> bool {
-        self.write_blocked || self.rejected_until.is_some()
+        self.out.blocked() || self.rejected_until.is_some()
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -58,6 +58,7 @@ mod framing;
 mod inbox;
 mod json;
 mod link;
+mod outbox;
 mod protocol;
 #[cfg(test)]
 mod tests;

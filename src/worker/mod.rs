@@ -21,6 +21,7 @@
 mod acceptor;
 mod bootstrap;
 mod event_loop;
+mod http_conn;
 mod http_service;
 mod privileges;
 mod service;
