@@ -4,8 +4,10 @@
 # not keep connections alive) and a HUP every INTERVAL seconds:
 #
 #   * gunicorn: its own master (`gunicorn -w 2`), HUP = its graceful reload;
-#   * herd:     `herd run --listen … --workers 2 -- gunicorn -w 1 --bind fd://3 …`: each herd
-#               worker a one-process gunicorn on the socket herd passes (socket activation),
+#   * herd:     `herd run --listen … --workers 2 -- gunicorn -w 1 …`: each herd worker a
+#               one-process gunicorn on the socket herd passes (socket activation: gunicorn
+#               reads LISTEN_FDS itself; adding `--bind fd://3` would make it take fd 3 twice
+#               and fail with EBADF on the second),
 #               HUP = herd's rolling reload, which waits for each replacement to be ready
 #               (gunicorn does not send READY=1, so --ready-after) before stopping the old.
 #
@@ -44,7 +46,7 @@ run() {
     herd)
         RUST_LOG=info launch "$name.$round" "$DIR/$name.$round.log" "$HERD" run \
             --listen 127.0.0.1:0 --workers 2 --ready-after "$READY_AFTER" -- \
-            gunicorn -w 1 --bind fd://3 --graceful-timeout 10 wsgi_hello:app
+            gunicorn -w 1 --graceful-timeout 10 wsgi_hello:app
         port=$(wait_log_port "$name.$round" 'master listening on 127\.0\.0\.1:[0-9]+' 30)
         grep -q 'master ready' "$DIR/$name.$round.log" || nap 2
         master=${SERVER_PID[$name.$round]}
@@ -75,7 +77,7 @@ PY
 
 echo "## Reload under load: herd run vs gunicorn, 2 workers, herd load -c $CONNS --close, HUP every ${INTERVAL}s for ${DURATION}s"
 echo
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'); gunicorn $(gunicorn --version 2>&1 | awk '{print $2}'), $(python3 --version)."
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'); gunicorn $(gunicorn --version 2>&1 | grep -oE '[0-9]+(\.[0-9]+)+'), $(python3 --version)."
 echo
 echo "| server | round | HUPs | requests | failed | failed % | errors by kind |"
 echo "|---|---|---:|---:|---:|---:|---|"
