@@ -243,3 +243,89 @@ fn bad_commands_and_combinations_are_one_line_errors_with_exit_2() {
         assert!(lines[0].contains(says), "{args:?}: {err}");
     }
 }
+
+/// A worker that is a shell wrapper: its helper child (which holds `MB` MiB, touched) runs
+/// beside the server the shell `exec`s into, so the worker's own process is small and its
+/// process tree is not. With `once`, only the first worker starts a helper (the others
+/// find `once` already there).
+fn run_wrapped(args: &[&str], mb: u32, once: Option<&std::path::Path>) -> Herd {
+    let helper = format!(
+        "python3 -c 'import time; x = bytes(range(256)) * ({mb} << 12); time.sleep(600)' &"
+    );
+    let helper = match once {
+        Some(mark) => format!("if mkdir {} 2>/dev/null; then {helper} fi;", mark.display()),
+        None => helper,
+    };
+    let script = format!("{helper} exec python3 {}", app("activated.py"));
+    let mut cmd = Command::new(herd_bin());
+    cmd.args(["run", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .args(args)
+        .args(["--", "sh", "-c", &script]);
+    Herd::start(cmd, 1)
+}
+
+fn status(admin: std::net::SocketAddr) -> serde_json::Value {
+    let r = get(admin, "/status");
+    assert_eq!(r.status, 200);
+    serde_json::from_str(&r.text()).expect("JSON")
+}
+
+#[test]
+fn status_and_metrics_count_the_worker_process_tree_and_its_slot_restarts() {
+    let h = run_wrapped(&["--admin", "127.0.0.1:0"], 64, None);
+    let admin = h.admin_addr();
+    let first = h.forks()[&1];
+    assert_eq!(pid_of(&h), first);
+    // The helper has filled its 64 MiB once the tree's RSS passes it.
+    wait_until("the tree's RSS to include the helper's 64 MiB", || {
+        let w = &status(admin)["workers"][0];
+        w["rss_bytes"].as_u64().unwrap_or(0) > 64 << 20
+    });
+    let w = &status(admin)["workers"][0];
+    assert_eq!(w["pid"], first);
+    assert!(w["processes"].as_u64().unwrap() >= 2, "{w}");
+    assert!(w["cpu_seconds"].as_f64().is_some(), "{w}");
+    assert_eq!(w["restarts"], 0);
+    let metrics = get(admin, "/metrics").text();
+    let rss_line = (metrics.lines())
+        .find(|l| l.starts_with("herd_worker_resident_memory_bytes{worker=\"1\"}"))
+        .unwrap_or_else(|| panic!("no RSS series in\n{metrics}"));
+    let rss: f64 = rss_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(rss > (64 << 20) as f64, "{rss_line}");
+    assert!(metrics.contains("herd_worker_cpu_seconds_total{worker=\"1\"}"));
+
+    // A killed worker's slot counts one restart, shown on its successor. The whole
+    // process group, so that the helper does not outlive the test.
+    // SAFETY: kill(2) on the process group a worker of ours leads.
+    unsafe { libc::kill(-first, libc::SIGKILL) };
+    h.log.wait_for("worker 2 listening on");
+    wait_until("the successor's status", || {
+        let w = &status(admin)["workers"][0];
+        w["id"] == 2 && w["state"] == "online"
+    });
+    let w = &status(admin)["workers"][0];
+    assert_eq!(w["restarts"], 1, "{w}");
+    assert!(get(admin, "/metrics")
+        .text()
+        .contains("herd_worker_slot_restarts{worker=\"2\"} 1"));
+    stop(h);
+}
+
+#[test]
+fn max_worker_rss_limits_the_process_tree_not_only_the_worker() {
+    // The server alone is ~10 MB; with its helper the tree is over 48 MB. Only the first
+    // worker has a helper, so its replacement stays.
+    let mark = std::env::temp_dir().join(format!("herd-tree-rss-{}", std::process::id()));
+    let _ = std::fs::remove_dir(&mark);
+    let h = run_wrapped(&["--max-worker-rss", "48"], 64, Some(&mark));
+    let first = h.forks()[&1];
+    h.log.wait_for("worker 1 (its process tree) uses");
+    h.log.wait_for("over --max-worker-rss 48 MB: replacing it");
+    // Replaced through the reload path: the successor serves, the old tree is gone.
+    h.log.wait_for("worker 2 listening on");
+    let second = h.forks()[&2];
+    wait_until("the replacement to serve", || pid_of(&h) == second);
+    wait_until("the old worker gone", || is_gone(first));
+    stop(h);
+    let _ = std::fs::remove_dir(&mark);
+}

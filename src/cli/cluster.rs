@@ -67,7 +67,8 @@ pub struct OpsArgs {
         value_parser = duration::positive()
     )]
     restart_window: Duration,
-    /// Replace (gracefully) a worker whose resident memory goes over MB megabytes.
+    /// Replace (gracefully) a worker whose resident memory goes over MB megabytes (its
+    /// process tree's: the worker and every descendant, summed).
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     max_worker_rss: Option<u64>,
     /// Kill (SIGABRT, then SIGKILL) and replace a worker that has work and has not been

@@ -8,7 +8,9 @@
 //!
 //! * `GET /metrics`: Prometheus text format (version 0.0.4);
 //! * `GET /status`: JSON: policy, uptime, and per worker its id, pid, state and counters,
-//!   and how long ago the master last heard from it; the watchdog's kills and the recycles.
+//!   how long ago the master last heard from it, what its process tree uses (resident
+//!   memory, CPU seconds: [`super::usage`]) and how often its slot was restarted; the
+//!   watchdog's kills and the recycles.
 //!
 //! The counters are the master's [`super::Link`] counters: connections it handed over (or
 //! that the worker reported accepting, under a worker-accept policy), requests and closes
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 
+use super::usage::{ProcTable, Usage};
 use super::{Master, WorkerState};
 use crate::http::{DateCache, Handler, Limits, Request, Response, Timeouts};
 use crate::node::RawJson;
@@ -60,7 +63,7 @@ type Series = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&WorkerRow) -> u64,
+    fn(&WorkerRow) -> f64,
 );
 
 #[derive(Debug, Clone)]
@@ -75,11 +78,16 @@ struct WorkerRow {
     accepted: u64,
     /// Since the master last heard from it (the watchdog's measure).
     silent: Duration,
+    /// What its process tree uses (`None`: already gone from `/proc`).
+    usage: Option<Usage>,
+    /// Workers of its slot that died before it and were respawned.
+    restarts: u64,
 }
 
 impl Master {
     /// The state the admin endpoint reports.
     pub(super) fn snapshot(&self) -> Snapshot {
+        let procs = ProcTable::read();
         let mut workers: Vec<WorkerRow> = self
             .workers
             .iter()
@@ -92,6 +100,8 @@ impl Master {
                 open: w.load.open,
                 accepted: w.load.taken,
                 silent: w.health.silence(Instant::now()),
+                usage: procs.tree_usage(w.pid.as_raw()),
+                restarts: self.slots[w.slot].restarts,
             })
             .collect();
         workers.sort_by_key(|w| w.id);
@@ -113,31 +123,51 @@ impl Snapshot {
     /// The Prometheus text exposition.
     pub fn metrics(&self) -> String {
         let mut out = String::new();
-        let per_worker: [Series; 4] = [
+        let per_worker: [Series; 7] = [
             (
                 "herd_worker_connections_total",
                 "counter",
                 "Connections the worker took (handed over by the master, or accepted itself).",
-                |w| w.connections,
+                |w| w.connections as f64,
             ),
             (
                 "herd_worker_requests_total",
                 "counter",
                 "Requests the worker answered.",
-                |w| w.requests,
+                |w| w.requests as f64,
             ),
             (
                 "herd_worker_accepted_connections_total",
                 "counter",
                 "Connections the worker confirmed taking (a Node worker's accepted replies; 0 \
                  for herd's own workers, which need not confirm).",
-                |w| w.accepted,
+                |w| w.accepted as f64,
             ),
             (
                 "herd_worker_open_connections",
                 "gauge",
                 "Connections the worker holds open.",
-                |w| w.open,
+                |w| w.open as f64,
+            ),
+            (
+                "herd_worker_resident_memory_bytes",
+                "gauge",
+                "Resident memory of the worker's process tree (itself and its descendants, \
+                 summed: what --max-worker-rss limits).",
+                |w| w.usage.map_or(0.0, |u| u.rss_bytes as f64),
+            ),
+            (
+                "herd_worker_cpu_seconds_total",
+                "counter",
+                "CPU time (user + system) of the worker's process tree, reaped children \
+                 included.",
+                |w| w.usage.map_or(0.0, |u| u.cpu.as_secs_f64()),
+            ),
+            (
+                "herd_worker_slot_restarts",
+                "gauge",
+                "Workers of this worker's slot that died before it and were respawned.",
+                |w| w.restarts as f64,
             ),
         ];
         for (name, kind, help, value) in per_worker {
@@ -201,6 +231,10 @@ impl Snapshot {
                     "open_connections": w.open,
                     "accepted": w.accepted,
                     "heartbeat_age_s": (w.silent.as_secs_f64() * 1000.0).round() / 1000.0,
+                    "rss_bytes": w.usage.map(|u| u.rss_bytes),
+                    "cpu_seconds": w.usage.map(|u| (u.cpu.as_secs_f64() * 1000.0).round() / 1000.0),
+                    "processes": w.usage.map(|u| u.processes),
+                    "restarts": w.restarts,
                 })
             })
             .collect();
@@ -463,6 +497,12 @@ mod tests {
                     open: 1,
                     accepted: 0,
                     silent: Duration::from_millis(250),
+                    usage: Some(Usage {
+                        rss_bytes: 12 << 20,
+                        cpu: Duration::from_millis(1250),
+                        processes: 2,
+                    }),
+                    restarts: 3,
                 },
                 WorkerRow {
                     id: 3,
@@ -473,6 +513,8 @@ mod tests {
                     open: 0,
                     accepted: 0,
                     silent: Duration::ZERO,
+                    usage: None,
+                    restarts: 0,
                 },
             ],
             ops: crate::master::ops::OpsStatus::default().to_json(),
@@ -494,6 +536,10 @@ mod tests {
         assert!(text.contains("herd_worker_heartbeat_age_seconds{worker=\"1\"} 0.250\n"));
         assert!(text.contains("herd_watchdog_kills_total 2\n"));
         assert!(text.contains("herd_worker_recycles_total 5\n"));
+        assert!(text.contains("herd_worker_resident_memory_bytes{worker=\"1\"} 12582912\n"));
+        assert!(text.contains("herd_worker_cpu_seconds_total{worker=\"1\"} 1.25\n"));
+        assert!(text.contains("herd_worker_slot_restarts{worker=\"1\"} 3\n"));
+        assert!(text.contains("herd_worker_resident_memory_bytes{worker=\"3\"} 0\n"));
         assert!(text.ends_with('\n'));
     }
 
@@ -507,6 +553,10 @@ mod tests {
         assert_eq!(doc["workers"][1]["state"], "stopping");
         assert_eq!(doc["workers"][1]["pid"], 102);
         assert_eq!(doc["workers"][0]["heartbeat_age_s"], 0.25);
+        assert_eq!(doc["workers"][0]["rss_bytes"], 12 << 20);
+        assert_eq!(doc["workers"][0]["cpu_seconds"], 1.25);
+        assert_eq!(doc["workers"][0]["restarts"], 3);
+        assert_eq!(doc["workers"][1]["rss_bytes"], serde_json::Value::Null);
         assert_eq!(doc["watchdog"]["kills"], 2);
         assert_eq!(doc["recycled"], 5);
         assert_eq!(doc["ops"]["upgrade"]["last"], "cannot run /tmp/a\"b\n\u{1}");

@@ -49,6 +49,7 @@ mod signals;
 mod supervisor;
 mod systemd;
 mod upgrade;
+mod usage;
 mod watchdog;
 
 pub(crate) use launch::ForkLaunch;

@@ -454,6 +454,7 @@ impl Master {
             return;
         }
         let replacing = self.ops.reload.step.as_ref().map(|s| s.old_id);
+        let procs = super::usage::ProcTable::read();
         let mut over = Vec::new();
         for (_, w) in &self.workers {
             if w.state != WorkerState::Online
@@ -463,10 +464,11 @@ impl Master {
             {
                 continue;
             }
-            if let Some(rss) = resident_bytes(w.pid.as_raw()) {
+            // The whole process tree: a wrapper's children, a server's own workers.
+            if let Some(rss) = procs.tree_usage(w.pid.as_raw()).map(|u| u.rss_bytes) {
                 if rss > limit {
                     log::warn!(
-                        "worker {} uses {} MB, over --max-worker-rss {} MB: replacing it",
+                        "worker {} (its process tree) uses {} MB, over --max-worker-rss {} MB: replacing it",
                         w.id,
                         rss >> 20,
                         limit >> 20
@@ -477,18 +479,4 @@ impl Master {
         }
         self.ops.reload.targets.extend(over);
     }
-}
-
-/// `VmRSS` of a process, from `/proc/PID/status`.
-pub fn resident_bytes(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
 }

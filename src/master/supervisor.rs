@@ -56,6 +56,8 @@ pub struct Slot {
     pub respawn_at: Option<Instant>,
     /// The delay the next quick death will wait.
     next_delay: Duration,
+    /// Workers of this slot that died unasked and were respawned (`/status`'s `restarts`).
+    pub restarts: u64,
 }
 
 impl Slot {
@@ -222,6 +224,7 @@ impl Master {
             if slot.worker == Some(key) {
                 slot.worker = None;
                 if self.phase == Phase::Running {
+                    slot.restarts += 1;
                     let delay = slot.schedule_respawn(Instant::now(), w.started.elapsed());
                     if !delay.is_zero() {
                         log::warn!(
