@@ -152,6 +152,17 @@ impl Cluster {
         self
     }
 
+    /// Says that every connection begins with a PROXY protocol header (v1 or v2), as behind
+    /// an L4 balancer that sends one. The workers read and check it
+    /// ([`crate::worker::HttpService::with_proxy_protocol`]); this tells the master, so that
+    /// under [`Policy::IpHash`] it hashes the client address the header carries rather
+    /// than the balancer's: it peeks at the header (leaving it in the socket for the
+    /// worker) and waits for it at most `wait`.
+    pub fn proxy_protocol(mut self, wait: Duration) -> Self {
+        self.config.proxy_header_wait = Some(wait.min(MAX_TIMEOUT));
+        self
+    }
+
     /// Binds `addr` in the master before any worker starts, so a bad address or a port in use
     /// is reported by [`run`](Cluster::run) at once. Workers that `listen` on the same
     /// address share this socket. Optional: a worker's `listen` binds on demand otherwise.

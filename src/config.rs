@@ -51,6 +51,9 @@ pub struct ClusterConfig {
     pub user: Option<String>,
     /// The group workers run as (default: the user's primary group).
     pub group: Option<String>,
+    /// Connections begin with a PROXY protocol header (the workers read it); under
+    /// `ip-hash` the master peeks at it for at most this long, to hash the client it names.
+    pub proxy_header_wait: Option<Duration>,
 }
 
 impl Default for ClusterConfig {
@@ -73,6 +76,7 @@ impl Default for ClusterConfig {
             max_worker_age: None,
             user: None,
             group: None,
+            proxy_header_wait: None,
         }
     }
 }

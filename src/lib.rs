@@ -18,7 +18,8 @@
 //!   disconnect, kill, stop), `signals.rs`, `output.rs` (exec'd workers' output pipes),
 //!   `launch.rs` (herd's own forked workers); `ops.rs`, `reload.rs`, `upgrade.rs`,
 //!   `systemd.rs`, `restarts.rs`, `watchdog.rs` (hung workers), `recycle.rs` (`--max-requests`),
-//!   `usage.rs` (a worker's process tree: RSS, CPU, from `/proc`), `admin.rs` for operators.
+//!   `peek.rs` (a PROXY protocol header's client, for `ip-hash`), `usage.rs` (a worker's
+//!   process tree: RSS, CPU, from `/proc`), `admin.rs` for operators.
 //! * `link/`: the seam every kind of worker plugs into: how the master starts one
 //!   (`Launch`) and talks to it (`Link`: queue connections, messages, a drain; hear what
 //!   it says), below the master and every kind of worker alike.

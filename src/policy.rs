@@ -16,8 +16,8 @@
 //!     *slots* ([`crate::rendezvous`]), so every connection from one address reaches the
 //!     worker in one slot, a respawned or reloaded worker inherits its predecessor's
 //!     clients, and a worker's death moves only its own clients. The address is the one
-//!     `accept` returned: a PROXY protocol header naming the real client is read by the
-//!     worker after the handoff, out of the master's sight.
+//!     `accept` returned or, on a PROXY protocol listener, the client the header names
+//!     (the master peeks at it before dispatch: `master::peek`).
 //! * **worker-accept** (the kernel decides, [`Acceptance`]): every worker accepts for itself
 //!   from the inherited listening socket (`shared`, Node's `SCHED_NONE`, nginx's default),
 //!   the same with `EPOLLEXCLUSIVE` (`shared-exclusive`), or from a `SO_REUSEPORT` socket of

@@ -224,3 +224,67 @@ fn ip_hash_serves_node_workers_too() {
     let all: BTreeSet<String> = (0..16).map(|i| node_worker(client(i))).collect();
     assert_eq!(all.len(), 2, "{all:?}");
 }
+
+/// The worker (`/worker` of `--app bench`) that answers a connection from this test (the
+/// "balancer", 127.0.0.1) whose PROXY protocol header names `client`; the header in two
+/// writes, 50 ms apart, with `split`.
+fn worker_behind_balancer(addr: SocketAddr, client: &str, split: bool) -> u32 {
+    let header = format!("PROXY TCP4 {client} 198.51.100.7 40000 443\r\n");
+    let request = "GET /worker HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    if split {
+        let (a, b) = header.split_at(12);
+        s.write_all(a.as_bytes()).unwrap();
+        // Whether the halves arrive apart or not, the answer must be the same: this only
+        // makes the master's wait for the rest of the header likely to be exercised.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        s.write_all(b.as_bytes()).unwrap();
+    } else {
+        s.write_all(header.as_bytes()).unwrap();
+    }
+    s.write_all(request.as_bytes()).unwrap();
+    let r = read_response(&mut BufReader::new(s), false).expect("a response");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text().parse().expect("a worker id")
+}
+
+#[test]
+fn ip_hash_behind_a_balancer_hashes_the_client_its_proxy_header_names() {
+    let h = Herd::serve(
+        2,
+        &["--app", "bench", "--policy", "ip-hash", "--proxy-protocol"],
+    );
+    // Every connection comes from 127.0.0.1; the headers name the clients.
+    let one: BTreeSet<u32> = (0..10)
+        .map(|_| worker_behind_balancer(h.addr, "192.0.2.1", false))
+        .collect();
+    assert_eq!(one.len(), 1, "one client, one worker: {one:?}");
+    let homes: BTreeMap<u8, u32> = (0..16)
+        .map(|i| {
+            (
+                i,
+                worker_behind_balancer(h.addr, &format!("192.0.2.{}", 10 + i), false),
+            )
+        })
+        .collect();
+    let used: BTreeSet<u32> = homes.values().copied().collect();
+    assert_eq!(
+        used.len(),
+        2,
+        "16 clients behind one balancer, both workers: {homes:?}"
+    );
+    // A header that arrives in pieces is waited for, and hashed the same.
+    for (&i, &home) in homes.iter().take(4) {
+        let again = worker_behind_balancer(h.addr, &format!("192.0.2.{}", 10 + i), true);
+        assert_eq!(again, home, "client {i}, its header split");
+    }
+    // The worker still reads and checks the header itself: a connection without one is
+    // closed unanswered, as without ip-hash.
+    let mut s = std::net::TcpStream::connect(h.addr).unwrap();
+    s.write_all(b"GET /worker HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}

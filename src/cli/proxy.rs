@@ -132,6 +132,9 @@ pub fn run(args: ProxyArgs) -> Outcome {
     config.send_proxy = args.send_proxy;
     config.timeouts = args.timeouts.timeouts();
     let mut cluster = args.ops.apply(args.cluster.cluster());
+    if args.proxy_protocol {
+        cluster = cluster.proxy_protocol(args.proxy_protocol_timeout);
+    }
     if let Some((command, n, base)) = instances {
         cluster = cluster.instances(command, n, base);
         if let Some(path) = args.ready_path {

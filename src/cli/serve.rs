@@ -63,6 +63,9 @@ pub fn run(args: ServeArgs) -> Outcome {
     for addr in &args.listen {
         cluster = cluster.listen(addr.clone());
     }
+    if args.proxy_protocol {
+        cluster = cluster.proxy_protocol(args.proxy_protocol_timeout);
+    }
     let cluster = args.ops.apply(cluster);
     let handler = args.app.handler();
     let timeouts = args.timeouts.timeouts();

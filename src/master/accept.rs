@@ -138,11 +138,16 @@ impl Master {
             match socket.accept() {
                 Ok((stream, peer)) => {
                     let stream = TcpStream::from(std::os::fd::OwnedFd::from(stream));
-                    self.dispatch(Accepted {
+                    let conn = Accepted {
                         stream,
                         listener: id,
                         peer: Some(peer),
-                    });
+                    };
+                    if self.peeks_first() {
+                        self.peek_then_dispatch(conn);
+                    } else {
+                        self.dispatch(conn);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     l.ready = false;

@@ -13,9 +13,9 @@
 //!   their *slot* ([`crate::rendezvous`]), not their id: the worker in the slot with the
 //!   highest score for the address gets it. A respawned or reloaded worker takes its
 //!   predecessor's slot, and with it its clients; while a slot has no worker that can take
-//!   a connection, its clients go to their second-best slot, and nobody else's move. (The
-//!   address is the one `accept` saw: a PROXY protocol header, read by the worker after
-//!   the handoff, is out of the master's sight.)
+//!   a connection, its clients go to their second-best slot, and nobody else's move. The
+//!   address is the one `accept` saw or, on a PROXY protocol listener, the client the
+//!   header names ([`super::peek`] looks before dispatch, leaving the header for the worker).
 //!
 //! A connection that finds no online worker waits in `Master::waiting` until one comes
 //! online (or is closed by a stop). A worker at its connection limit, or whose channel is

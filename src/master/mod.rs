@@ -42,6 +42,7 @@ mod listeners;
 mod messages;
 pub(crate) mod ops;
 mod output;
+mod peek;
 mod recycle;
 mod reload;
 mod restarts;
@@ -78,6 +79,7 @@ use supervisor::Slot;
 /// WORKER_BASE - 1       the binary upgrade's ready pipe
 /// WORKER_BASE ..        worker key k at WORKER_BASE + k (its link's fd)
 /// OUTPUT_BASE ..        output pipe k at OUTPUT_BASE + k (an exec'd worker's stdout, stderr)
+/// PEEK_BASE ..          connection k waiting for its PROXY protocol header at PEEK_BASE + k
 /// ADMIN_BASE ..         the admin listener and its connections (admin's own sub-range)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +89,7 @@ enum Wake {
     ReadyPipe,
     Worker(usize),
     Output(usize),
+    Peek(usize),
     Admin(Token),
 }
 
@@ -99,6 +102,8 @@ const WORKER_BASE: usize = 1 << 20;
 const READY_PIPE: Token = Token(WORKER_BASE - 1);
 /// Output pipe `k` has token `OUTPUT_BASE + k`.
 const OUTPUT_BASE: usize = 1 << 32;
+/// Connection `k` waiting for its PROXY protocol header has token `PEEK_BASE + k` ([`peek`]).
+const PEEK_BASE: usize = 1 << 36;
 /// The admin endpoint's tokens start here (see [`admin`]): above every other range.
 const ADMIN_BASE: usize = 1 << 40;
 
@@ -108,6 +113,7 @@ impl Wake {
             0 => Wake::Signals,
             t if t == READY_PIPE.0 => Wake::ReadyPipe,
             t if t >= ADMIN_BASE => Wake::Admin(token),
+            t if t >= PEEK_BASE => Wake::Peek(t - PEEK_BASE),
             t if t >= OUTPUT_BASE => Wake::Output(t - OUTPUT_BASE),
             t if t >= WORKER_BASE => Wake::Worker(t - WORKER_BASE),
             t => Wake::Listener((t - LISTENER_BASE) as ListenerId),
@@ -230,6 +236,9 @@ pub struct Master {
     /// Accepted connections that found no eligible worker (all dead or starting). They are
     /// handed out as soon as a worker can take them.
     waiting: Vec<Accepted>,
+    /// Connections peeked at for their PROXY protocol header before dispatch (`ip-hash`
+    /// behind a balancer: [`peek`]).
+    peeks: Option<peek::Peeks>,
     /// Accepting pauses, warnings ([`accept`]).
     accept: accept::AcceptState,
     /// Workers with something to send; flushed at the end of the loop turn.
@@ -296,6 +305,11 @@ impl Master {
             phase: Phase::Running,
             forced: false,
             waiting: Vec::new(),
+            // Only ip-hash needs the client before dispatch; other policies leave the
+            // header to the worker alone.
+            peeks: (config.proxy_header_wait)
+                .filter(|_| config.policy == crate::policy::Policy::IpHash)
+                .map(|wait| peek::Peeks::new(wait, PEEK_BASE)),
             accept: accept::AcceptState::default(),
             dirty: Vec::new(),
             admin: None,
@@ -366,6 +380,7 @@ impl Master {
                         }
                     }
                     Wake::Output(key) => self.read_output(key),
+                    Wake::Peek(key) => self.on_peek_ready(key),
                     Wake::Listener(id) => self.listeners.get_mut(id).ready = true,
                 }
             }
@@ -404,6 +419,7 @@ impl Master {
                 .filter_map(|(_, w)| w.link.next_deadline()),
         );
         deadlines.extend(self.admin.as_ref().and_then(|a| a.next_deadline()));
+        deadlines.extend(self.peeks.as_ref().and_then(|p| p.next_deadline()));
         deadlines.extend(self.ops_deadline());
         deadlines.extend(self.watchdog_deadline());
         deadlines.extend(self.recycle_deadline());
@@ -445,6 +461,7 @@ impl Master {
             self.room_freed();
         }
         self.admin_tick(now);
+        self.peek_tick(now);
         self.output_tick(now);
         self.watchdog_tick(now);
         self.recycle_tick(now);
