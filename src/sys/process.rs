@@ -74,8 +74,16 @@ impl SignalPipe {
         self.read.as_fd()
     }
 
-    /// Empties the pipe; whether a SIGTERM arrived since the last call.
+    /// Whether a SIGTERM arrived since the last call; empties the pipe when one did.
+    ///
+    /// Called every loop turn, so it reads the pipe only when the flag says there is
+    /// something in it (the handler sets the flag before it writes): no `read` → `EAGAIN`
+    /// per turn. A byte written after the drain stays in the pipe, harmlessly: the next
+    /// signal's write is a new edge for epoll, and its turn drains both.
     pub fn take_term(&self) -> bool {
+        if !TERM.load(Ordering::SeqCst) {
+            return false;
+        }
         let mut buf = [0u8; 64];
         while matches!(std::io::Read::read(&mut &self.read, &mut buf), Ok(n) if n > 0) {}
         TERM.swap(false, Ordering::SeqCst)
