@@ -11,10 +11,14 @@
 # sampling the resident memory of the server's whole process tree (master +
 # workers, sum of VmRSS) every $RSS_INTERVAL s while wrk runs; then stop it.
 #
+# and the CPU time the tree spends per request (user + system, /proc/PID/stat, over
+# each wrk run: the server's own cost, which the rest of the machine's load moves far
+# less than req/s on a shared machine).
+#
 # Output (stdout, and $OUT if set): a markdown table
-#   | server | keep-alive req/s | close req/s | RSS MB |
+#   | server | keep-alive req/s | close req/s | RSS MB | keep-alive CPU µs/req | close CPU µs/req |
 # then, when herd and a peer were both run, ratio lines such as
-#   herd/nginx: keep-alive 0.93x, close 1.10x, RSS 0.41x
+#   herd/nginx: keep-alive 0.93x, close 1.10x, RSS 0.41x, CPU/req keep-alive 0.70x, close 0.95x
 # Progress and diagnostics go to stderr.
 #
 # Environment:
@@ -304,6 +308,8 @@ start_server() {
 declare -A RPS_KA=() RPS_CLOSE=() RSS_MB=() NOTES=()
 # Every round's figure, space-separated, and the peak RSS over all rounds.
 declare -A KA_ALL=() CLOSE_ALL=() PEAK_KB=()
+# CPU µs per request: every round's, and the medians.
+declare -A KA_CPU_ALL=() CLOSE_CPU_ALL=() CPU_KA=() CPU_CLOSE=()
 
 # median: the median of the numbers on stdin (one or more, whitespace-separated).
 median() {
@@ -322,12 +328,14 @@ bench_round() {
     log "$name: round $round, keep-alive, wrk ${wrk_base[*]}"
     run_wrk "$name" "$WORK_DIR/$name.keepalive.$round.txt" "${wrk_base[@]}"
     KA_ALL[$name]+="$WRK_RPS "
+    KA_CPU_ALL[$name]+="$WRK_CPU_US "
     ((WRK_PEAK_RSS_KB > peak)) && peak=$WRK_PEAK_RSS_KB
     [[ -z $WRK_ERRORS ]] || NOTES[$name]+="keep-alive round $round: $WRK_ERRORS. "
 
     log "$name: round $round, Connection: close, wrk ${wrk_base[*]}"
     run_wrk "$name" "$WORK_DIR/$name.close.$round.txt" "${wrk_base[@]}" -H 'Connection: close'
     CLOSE_ALL[$name]+="$WRK_RPS "
+    CLOSE_CPU_ALL[$name]+="$WRK_CPU_US "
     ((WRK_PEAK_RSS_KB > peak)) && peak=$WRK_PEAK_RSS_KB
     [[ -z $WRK_ERRORS ]] || NOTES[$name]+="close round $round: $WRK_ERRORS. "
     PEAK_KB[$name]=$peak
@@ -340,7 +348,10 @@ summarize() {
     RPS_KA[$name]=$(median <<<"${KA_ALL[$name]}")
     RPS_CLOSE[$name]=$(median <<<"${CLOSE_ALL[$name]}")
     RSS_MB[$name]=$(awk -v kb="${PEAK_KB[$name]}" 'BEGIN { printf "%.1f", kb / 1024 }')
+    CPU_KA[$name]=$(median <<<"${KA_CPU_ALL[$name]}")
+    CPU_CLOSE[$name]=$(median <<<"${CLOSE_CPU_ALL[$name]}")
     log "$name: keep-alive ${KA_ALL[$name]}-> ${RPS_KA[$name]} req/s; close ${CLOSE_ALL[$name]}-> ${RPS_CLOSE[$name]} req/s; peak RSS ${RSS_MB[$name]} MB"
+    log "$name: CPU µs/req keep-alive ${KA_CPU_ALL[$name]}-> ${CPU_KA[$name]}; close ${CLOSE_CPU_ALL[$name]}-> ${CPU_CLOSE[$name]}"
 }
 
 # --------------------------------------------------------------- report ----
@@ -355,11 +366,13 @@ report() {
     echo "Machine: $(nproc) CPUs, $(uname -sr). $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo "req/s: median of ${ROUNDS} interleaved rounds (every round runs every server once)."
     echo "RSS MB: peak under load of the summed VmRSS of the server's process tree (master + workers)."
+    echo "CPU µs/req: user + system CPU of that tree per request, median over the rounds."
     echo
-    echo "| server | keep-alive req/s | close req/s | RSS MB |"
-    echo "|---|---:|---:|---:|"
+    echo "| server | keep-alive req/s | close req/s | RSS MB | keep-alive CPU µs/req | close CPU µs/req |"
+    echo "|---|---:|---:|---:|---:|---:|"
     for name in $SERVERS; do
-        printf '| %s | %.0f | %.0f | %s |\n' "$name" "${RPS_KA[$name]}" "${RPS_CLOSE[$name]}" "${RSS_MB[$name]}"
+        printf '| %s | %.0f | %.0f | %s | %s | %s |\n' "$name" "${RPS_KA[$name]}" "${RPS_CLOSE[$name]}" \
+            "${RSS_MB[$name]}" "${CPU_KA[$name]}" "${CPU_CLOSE[$name]}"
     done
     local ours peer pair printed=0
     # Servers are compared with servers, proxies with proxies, the Node program with itself.
@@ -371,7 +384,9 @@ report() {
         printed=1
         echo "$ours/$peer: keep-alive $(ratio "${RPS_KA[$ours]}" "${RPS_KA[$peer]}")," \
             "close $(ratio "${RPS_CLOSE[$ours]}" "${RPS_CLOSE[$peer]}")," \
-            "RSS $(ratio "${RSS_MB[$ours]}" "${RSS_MB[$peer]}")"
+            "RSS $(ratio "${RSS_MB[$ours]}" "${RSS_MB[$peer]}")," \
+            "CPU/req keep-alive $(ratio "${CPU_KA[$ours]}" "${CPU_KA[$peer]}")," \
+            "close $(ratio "${CPU_CLOSE[$ours]}" "${CPU_CLOSE[$peer]}")"
     done
     local noted=0
     for name in $SERVERS; do

@@ -77,6 +77,18 @@ tree_rss_kb() {
     echo "$total"
 }
 
+# tree_cpu_ticks PID: user + system CPU time, in clock ticks, over PID and its
+# descendants (fields 14 and 15 of /proc/PID/stat; threads included).
+tree_cpu_ticks() {
+    local pid total=0 t
+    for pid in $(tree_pids "$1"); do
+        # The command name (field 2) may hold spaces: count fields after its ')'.
+        t=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || true)
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
 # group_alive PGID: true if any live (non-zombie) process is in the group.
 group_alive() {
     local pid
@@ -136,14 +148,19 @@ check_hello() {
 
 # run_wrk NAME OUTFILE WRK_ARGS...: run wrk against server NAME and, while it
 # runs, sample the RSS of the server's process tree every RSS_INTERVAL seconds.
-# Sets WRK_RPS (requests/s), WRK_ERRORS (wrk's error lines, or empty) and
-# WRK_PEAK_RSS_KB (largest sample; 0 if wrk ended before the first sample).
+# Sets WRK_RPS (requests/s), WRK_ERRORS (wrk's error lines, or empty),
+# WRK_PEAK_RSS_KB (largest sample; 0 if wrk ended before the first sample) and
+# WRK_CPU_US (CPU µs the server's process tree spent per request during the run: a
+# measure of its own cost that the load on the rest of the machine moves less than
+# requests/s).
 # shellcheck disable=SC2034 # the WRK_* results are read by the caller.
 run_wrk() {
     local name=$1 out=$2
     shift 2
     local pid=${SERVER_PID[$name]} port=${SERVER_PORT[$name]} wpid kb
     WRK_PEAK_RSS_KB=0
+    local ticks_before
+    ticks_before=$(tree_cpu_ticks "$pid")
     wrk "$@" "http://127.0.0.1:$port/" >"$out" 2>&1 &
     wpid=$!
     WRK_PID=$wpid # so stop_all can end it if we are interrupted mid-run
@@ -157,6 +174,11 @@ run_wrk() {
     WRK_PID=
     WRK_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
     [[ -n $WRK_RPS ]] || { cat "$out" >&2; die "$name: no Requests/sec in wrk output"; }
+    local ticks requests
+    ticks=$(($(tree_cpu_ticks "$pid") - ticks_before))
+    requests=$(awk '/ requests in / { print $1 }' "$out")
+    WRK_CPU_US=$(awk -v t="$ticks" -v n="${requests:-0}" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print 0 }')
     # "Socket errors: connect 0, read 3, ..." and "Non-2xx or 3xx responses: N".
     WRK_ERRORS=$(grep -E '^ *(Socket errors|Non-2xx)' "$out" | sed 's/^ *//' | paste -sd';' - || true)
     alive "$pid" || { show_log "$name"; die "$name died during the wrk run"; }
