@@ -216,6 +216,14 @@ fn int<T: TryFrom<i64>>(v: &Value) -> Option<T> {
 impl FromWorker {
     /// Decodes one line (without its `\n`).
     pub fn decode(line: &[u8]) -> Result<FromWorker, ProtocolError> {
+        match decode_per_connection(line) {
+            Some(message) => Ok(message),
+            None => FromWorker::decode_any(line),
+        }
+    }
+
+    /// [`FromWorker::decode`] without its fast path for the per-connection lines.
+    pub(super) fn decode_any(line: &[u8]) -> Result<FromWorker, ProtocolError> {
         let raw = RawJson::from_bytes(line)?;
         let text = raw.as_str();
         if !text.trim_start_matches([' ', '\t', '\r']).starts_with('{') {
@@ -255,6 +263,38 @@ impl FromWorker {
             _ => return Err(ProtocolError::UnknownCmd(cmd)),
         })
     }
+}
+
+/// The two lines a round-robin worker sends for every connection, recognised in the exact
+/// bytes Node's `JSON.stringify` gives them: `{"cmd":"NODE_HANDLE_ACK"}` and
+/// `{"cmd":"NODE_CLUSTER","ack":N,"accepted":true|false,"seq":M}`. They are most of what
+/// the master reads from a Node worker, and the general path (a map of the object's fields,
+/// a copy of each key) costs allocations per line; any other spelling, however valid, goes
+/// that general way and decodes to the same message (a test checks both agree).
+fn decode_per_connection(line: &[u8]) -> Option<FromWorker> {
+    if line == br#"{"cmd":"NODE_HANDLE_ACK"}"# {
+        return Some(FromWorker::HandleAck);
+    }
+    let rest = line.strip_prefix(br#"{"cmd":"NODE_CLUSTER","ack":"#)?;
+    let (ack, rest) = json_u64(rest)?;
+    let (accepted, rest) = match rest.strip_prefix(br#","accepted":true,"seq":"#) {
+        Some(rest) => (true, rest),
+        None => (false, rest.strip_prefix(br#","accepted":false,"seq":"#)?),
+    };
+    let (_seq, rest) = json_u64(rest)?;
+    (rest == b"}").then_some(FromWorker::Accepted { ack, accepted })
+}
+
+/// A JSON non-negative integer at the front of `s` (`0`, or digits without a leading zero)
+/// that fits a `u64`, and what follows it.
+fn json_u64(s: &[u8]) -> Option<(u64, &[u8])> {
+    let len = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (digits, rest) = s.split_at(len);
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
+        return None;
+    }
+    let n = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((n, rest))
 }
 
 /// A `NODE_CLUSTER` message: `{cmd, act, …, seq}`, or a reply `{cmd, ack, …, seq}`.

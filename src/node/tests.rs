@@ -88,6 +88,43 @@ fn every_worker_line_of_the_capture_decodes() {
 }
 
 #[test]
+fn the_per_connection_fast_path_agrees_with_the_general_decoder() {
+    // What Node writes for every connection, and spellings near it that must take the
+    // general path (and still decode, or fail, as that path says).
+    let lines = [
+        r#"{"cmd":"NODE_HANDLE_ACK"}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":1,"accepted":true,"seq":3}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":0,"accepted":false,"seq":0}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":18446744073709551615,"accepted":true,"seq":7}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":18446744073709551616,"accepted":true,"seq":7}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":01,"accepted":true,"seq":3}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":1,"accepted":true,"seq":3} "#,
+        r#"{"cmd":"NODE_CLUSTER", "ack":1,"accepted":true,"seq":3}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":1,"accepted":true,"seq":3,"x":1}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":1,"accepted":true,"seq":-3}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":1,"accepted":true}"#,
+        r#"{"cmd":"NODE_HANDLE_ACK","x":1}"#,
+        r#"{"cmd":"NODE_HANDLE_ACK"}}"#,
+    ];
+    for line in lines {
+        let fast = FromWorker::decode(line.as_bytes());
+        let general = FromWorker::decode_any(line.as_bytes());
+        match (&fast, &general) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{line}"),
+            (Err(_), Err(_)) => {}
+            _ => panic!("{line}: fast {fast:?}, general {general:?}"),
+        }
+    }
+    assert_eq!(
+        decode(r#"{"cmd":"NODE_CLUSTER","ack":9,"accepted":false,"seq":4}"#).unwrap(),
+        FromWorker::Accepted {
+            ack: 9,
+            accepted: false
+        }
+    );
+}
+
+#[test]
 fn every_primary_line_of_the_capture_encodes_byte_for_byte() {
     let mut seq = Sequencer::new();
     let mut out = Vec::new();
