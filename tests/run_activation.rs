@@ -293,6 +293,12 @@ fn status_and_metrics_count_the_worker_process_tree_and_its_slot_restarts() {
     let rss: f64 = rss_line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(rss > (64 << 20) as f64, "{rss_line}");
     assert!(metrics.contains("herd_worker_cpu_seconds_total{worker=\"1\"}"));
+    assert!(
+        metrics.contains(&format!(
+            "herd_worker_info{{worker=\"1\",pid=\"{first}\",state=\"online\"}} 1"
+        )),
+        "{metrics}"
+    );
 
     // A killed worker's slot counts one restart, shown on its successor. The whole
     // process group, so that the helper does not outlive the test.

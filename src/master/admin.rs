@@ -170,6 +170,19 @@ impl Snapshot {
                 |w| w.restarts as f64,
             ),
         ];
+        // Prometheus's "info" idiom: what is not a number rides on labels of a constant 1.
+        let _ = writeln!(
+            out,
+            "# HELP herd_worker_info The worker's process id and state.\n\
+             # TYPE herd_worker_info gauge"
+        );
+        for w in &self.workers {
+            let _ = writeln!(
+                out,
+                "herd_worker_info{{worker=\"{}\",pid=\"{}\",state=\"{}\"}} 1",
+                w.id, w.pid, w.state
+            );
+        }
         for (name, kind, help, value) in per_worker {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for w in &self.workers {
@@ -539,6 +552,8 @@ mod tests {
         assert!(text.contains("herd_worker_resident_memory_bytes{worker=\"1\"} 12582912\n"));
         assert!(text.contains("herd_worker_cpu_seconds_total{worker=\"1\"} 1.25\n"));
         assert!(text.contains("herd_worker_slot_restarts{worker=\"1\"} 3\n"));
+        assert!(text.contains("herd_worker_info{worker=\"1\",pid=\"100\",state=\"online\"} 1\n"));
+        assert!(text.contains("herd_worker_info{worker=\"3\",pid=\"102\",state=\"stopping\"} 1\n"));
         assert!(text.contains("herd_worker_resident_memory_bytes{worker=\"3\"} 0\n"));
         assert!(text.ends_with('\n'));
     }
