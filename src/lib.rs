@@ -35,9 +35,13 @@
 //! * [`proxy_protocol`]: HAProxy's PROXY protocol (v1, v2), sans IO: the header a balancer
 //!   puts in front of a relayed connection to name the real client.
 //! * [`exec`]: workers that are programs (`herd run -- CMD`): fork + exec with fds in place
-//!   (`spawn.rs`), a per-worker `NOTIFY_SOCKET` (`notify.rs`), their `Launch` (`launch.rs`).
+//!   (`spawn.rs`, over `sys/spawn.rs`), their environment and `$PATH` lookup
+//!   (`environment.rs`), a per-worker `NOTIFY_SOCKET` (`notify.rs`), the socket-activated
+//!   worker's `Link` (`activation.rs`), `--spawn`'s instances on ports of their own
+//!   (`instance.rs`), and their `Launch` (`launch.rs`).
 //! * [`output`]: exec'd workers' stdout and stderr, to herd's own a whole line at a time,
-//!   prefixed, never blocking the master.
+//!   prefixed, never blocking the master: `lines.rs` (splitting), `sink.rs` and
+//!   `destination.rs` (where lines go, `--log-file`), `timestamp.rs`.
 //! * [`proxy`]: `herd proxy`, a reverse proxy: a [`worker::Service`] that forwards each request
 //!   to the next target over pooled keep-alive connections.
 //! * [`node`]: Node.js's cluster IPC protocol, sans IO, for herd as the primary of `node`
@@ -48,7 +52,9 @@
 //!   `http://IP:PORT/PATH` URLs the proxy and the load generator connect to.
 //! * [`cli`]: the command line, one file per subcommand: the only module that knows clap; it
 //!   turns flags into each part's `Config` and calls its `run`.
-//! * `sys/`: the system-call fence: every `unsafe` libc call behind a safe function.
+//! * `sys/`: the system-call fence: every `unsafe` libc call behind a safe function
+//!   (`process.rs`: fork, `_exit`, signals; `spawn.rs`: between fork and exec; `socket.rs`,
+//!   `fd.rs`, `epoll.rs`).
 //!
 //! Public for the benchmarks (`benches/`), not as an API to build on: [`channel`]'s codec
 //! and [`policy`]'s deciders.
