@@ -390,7 +390,8 @@ impl Cluster {
                 if protocol == Protocol::Systemd && self.config.max_requests.is_some() {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
-                        "--max-requests cannot count the requests of a socket-activated                          program (it accepts and answers them itself); use --max-worker-age",
+                        "--max-requests cannot count the requests of a socket-activated program \
+                         (it accepts and answers them itself); use --max-worker-age",
                     ));
                 }
                 if protocol == Protocol::Systemd && self.config.listen.is_empty() {

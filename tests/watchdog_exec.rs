@@ -83,6 +83,9 @@ fn max_requests_is_refused_for_a_socket_activated_program() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--max-requests cannot count"), "{err}");
+    // One line, single-spaced.
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!err.contains("  "), "{err}");
 }
 
 #[test]
