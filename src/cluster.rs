@@ -387,6 +387,9 @@ impl Cluster {
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 let protocol = exec.protocol;
                 check_policy(protocol, self.config.policy)?;
+                if protocol == Protocol::Node {
+                    check_node_script(exec.program.arguments())?;
+                }
                 if protocol == Protocol::Systemd && self.config.max_requests.is_some() {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
@@ -442,6 +445,38 @@ fn program_of(command: &std::process::Command) -> Program {
 }
 
 /// The policies a kind of exec'd worker can be served by.
+/// Node runs a cluster worker only from a script file (`internal/main/run_main_module`
+/// sets `cluster.isWorker` up): `node -e`, `-p` and `-i` evaluate or prompt, a bare `node`
+/// or `node -` reads stdin, and each would exit at once, to be respawned forever. The
+/// options before the script are scanned for those cases only; the first argument that is
+/// not an option is taken as the script, and what follows it is the script's own.
+fn check_node_script(args: &[std::ffi::OsString]) -> io::Result<()> {
+    let refuse = |how: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "node needs a script file to run as a cluster worker ({how} runs none): \
+                 herd run -- node [options] app.js [args]"
+            ),
+        ))
+    };
+    for arg in args {
+        let arg = arg.to_string_lossy();
+        match arg.as_ref() {
+            "-e" | "--eval" | "-p" | "--print" | "-pe" | "-i" | "--interactive" => {
+                return refuse(&format!("`node {arg}`"))
+            }
+            a if a.starts_with("--eval=") || a.starts_with("--print=") => {
+                return refuse("`node --eval` / `--print`")
+            }
+            "-" => return refuse("a script read from stdin"),
+            a if !a.starts_with('-') => return Ok(()),
+            _ => {}
+        }
+    }
+    refuse("`node` without a script, the REPL,")
+}
+
 fn check_policy(protocol: Protocol, policy: Policy) -> io::Result<()> {
     let why = match (protocol, policy) {
         (Protocol::Node, Policy::RoundRobin | Policy::Node | Policy::IpHash | Policy::Shared) => {

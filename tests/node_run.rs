@@ -402,11 +402,20 @@ fn a_bind_error_reaches_the_node_worker_as_its_errno() {
 
 #[test]
 fn bad_commands_and_policies_are_one_line_errors_with_exit_2() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["--", "herd-no-such-command"],
             "cannot run herd-no-such-command",
         ),
+        // Node runs a cluster worker only from a script file: these would exit at once,
+        // and be respawned forever.
+        (
+            &["--", "node", "-e", "console.log(1)"],
+            "needs a script file",
+        ),
+        (&["--", "node", "--print=1"], "needs a script file"),
+        (&["--", "node"], "needs a script file"),
+        (&["--", "node", "--no-warnings", "-"], "needs a script file"),
         (
             &["--policy", "least-connections", "--", "node", "x.js"],
             "cannot serve node workers",
@@ -427,6 +436,7 @@ fn bad_commands_and_policies_are_one_line_errors_with_exit_2() {
         let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" INFO ")).collect();
         assert_eq!(lines.len(), 1, "{args:?}: {err}");
         assert!(lines[0].contains(says), "{args:?}: {err}");
+        assert!(!lines[0].contains("  "), "{args:?}: one single-spaced line: {err}");
     }
 }
 

@@ -119,6 +119,11 @@ impl Program {
         self
     }
 
+    /// The arguments after the command.
+    pub(crate) fn arguments(&self) -> &[OsString] {
+        &self.args
+    }
+
     /// Sets `name` to `value` in the child's environment (over the master's).
     pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Program {
         self.env.set(name.into(), value.into());
