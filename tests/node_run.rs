@@ -436,7 +436,10 @@ fn bad_commands_and_policies_are_one_line_errors_with_exit_2() {
         let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" INFO ")).collect();
         assert_eq!(lines.len(), 1, "{args:?}: {err}");
         assert!(lines[0].contains(says), "{args:?}: {err}");
-        assert!(!lines[0].contains("  "), "{args:?}: one single-spaced line: {err}");
+        assert!(
+            !lines[0].contains("  "),
+            "{args:?}: one single-spaced line: {err}"
+        );
     }
 }
 
