@@ -38,7 +38,8 @@
 //!   (`spawn.rs`, over `sys/spawn.rs`), their environment and `$PATH` lookup
 //!   (`environment.rs`), a per-worker `NOTIFY_SOCKET` (`notify.rs`), the socket-activated
 //!   worker's `Link` (`activation.rs`), `--spawn`'s instances on ports of their own
-//!   (`instance.rs`), and their `Launch` (`launch.rs`).
+//!   (`instance.rs`), the checks before any starts (`fit.rs`), and their `Launch`
+//!   (`launch.rs`).
 //! * [`output`]: exec'd workers' stdout and stderr, to herd's own a whole line at a time,
 //!   prefixed, never blocking the master: `lines.rs` (splitting), `sink.rs` and
 //!   `destination.rs` (where lines go, `--log-file`), `timestamp.rs`.

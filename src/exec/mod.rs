@@ -11,15 +11,19 @@
 //! * `launch.rs`: the master's `Launch` for such workers: spawn with the protocol's
 //!   environment and fds, and return the link that speaks it; `activation.rs` the link of
 //!   a socket-activated program; `instance.rs` instances on ports of their own
-//!   (`herd proxy --spawn`), probed for readiness.
+//!   (`herd proxy --spawn`), probed for readiness; `fit.rs` the checks made before any
+//!   worker starts (the policies a protocol can be served by; a Node command that runs a
+//!   worker at all).
 
 mod activation;
 mod environment;
+mod fit;
 mod instance;
 mod launch;
 pub mod notify;
 pub mod spawn;
 
+pub(crate) use fit::{check_node_script, check_policy};
 pub(crate) use instance::InstanceLaunch;
 pub(crate) use launch::ExecLaunch;
 pub use launch::Protocol;
