@@ -27,7 +27,7 @@ use std::rc::Rc;
 use super::activation::ActivationLink;
 use super::notify::NotifySocket;
 use super::{ChildFds, Program};
-use crate::link::{Launch, LaunchContext, Launched};
+use crate::link::{Launch, LaunchContext, Launched, Link};
 use crate::node::{NodeLink, PortMap, ServerData};
 use crate::output::{Stream, WorkerOutput};
 
@@ -133,7 +133,7 @@ impl Launch for ExecLaunch {
         if let Some(credentials) = cx.credentials {
             program = program.credentials(credentials.clone());
         }
-        match self.protocol {
+        let (pid, link): (_, Box<dyn Link>) = match self.protocol {
             Protocol::Node => {
                 // std's socketpair is close-on-exec; `place` gives the child its end at fd 3
                 // without the flag. The master's end stays with the master alone.
@@ -151,13 +151,7 @@ impl Launch for ExecLaunch {
                 // children) are gone.
                 drop((child_end, stdout_w, stderr_w));
                 let link = NodeLink::new(master_end, self.data.clone(), self.port_map.clone())?;
-                Ok(Launched {
-                    pid,
-                    link: Box::new(link),
-                    outputs: vec![stdout, stderr],
-                    group: true,
-                    listens: true,
-                })
+                (pid, Box::new(link))
             }
             Protocol::Systemd => {
                 let mut notify = NotifySocket::bind(cx.id)?;
@@ -207,14 +201,15 @@ impl Launch for ExecLaunch {
                     self.ready_after,
                     self.stop_signal,
                 );
-                Ok(Launched {
-                    pid,
-                    link: Box::new(link),
-                    outputs: vec![stdout, stderr],
-                    group: true,
-                    listens: true,
-                })
+                (pid, Box::new(link))
             }
-        }
+        };
+        Ok(Launched {
+            pid,
+            link,
+            outputs: vec![stdout, stderr],
+            group: true,
+            listens: true,
+        })
     }
 }
