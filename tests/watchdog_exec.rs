@@ -77,15 +77,10 @@ fn a_program_that_never_says_ready_is_killed_at_the_start_timeout() {
 
 #[test]
 fn max_requests_is_refused_for_a_socket_activated_program() {
-    let out = python(&["--max-requests", "100"], "activated.py", &[])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--max-requests cannot count"), "{err}");
-    // One line, single-spaced.
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(!err.contains("  "), "{err}");
+    assert_refused(
+        &mut python(&["--max-requests", "100"], "activated.py", &[]),
+        "--max-requests cannot count",
+    );
 }
 
 #[test]

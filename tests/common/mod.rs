@@ -469,3 +469,21 @@ pub fn no_core_dumps() {
     let (_, hard) = getrlimit(Resource::RLIMIT_CORE).unwrap();
     setrlimit(Resource::RLIMIT_CORE, 0, hard).unwrap();
 }
+
+/// Runs `cmd` (a herd command line that is bad input) and checks that herd refused it as
+/// it should: exit code 2, and one single-spaced line on stderr that contains `says`
+/// (herd's own INFO log, and clap's blank line and `For more information` hint under a
+/// usage error, aside).
+pub fn assert_refused(cmd: &mut Command, says: &str) {
+    let out = cmd.output().expect("herd runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let what = format!("{:?}", cmd.get_args().collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+    let lines: Vec<&str> = (err.lines())
+        .filter(|l| !l.contains(" INFO ") && !l.is_empty())
+        .filter(|l| !l.starts_with("For more information"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{what}: one line: {err}");
+    assert!(lines[0].contains(says), "{what}: {err}");
+    assert!(!lines[0].contains("  "), "{what}: single-spaced: {err}");
+}
