@@ -153,13 +153,7 @@ fn a_node_worker_killed_with_connections_waiting_is_replaced_and_they_are_served
             b"GET /block/30000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         )
     });
-    let line = h.log.wait_for("] blocking");
-    let blocked: u32 = line
-        .split("[worker ")
-        .nth(1)
-        .and_then(|rest| rest.split(']').next())
-        .and_then(|id| id.parse().ok())
-        .expect("the stuck worker's id");
+    let blocked = worker_of_line(&h.log.wait_for("] blocking"));
     // ...so that the connections handed to it meanwhile wait in its channel, unaccepted.
     let waiting: Vec<_> = (0..4)
         .map(|_| std::thread::spawn(move || worker_of(addr)))

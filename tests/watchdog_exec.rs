@@ -97,13 +97,7 @@ fn a_node_worker_stuck_in_a_loop_is_killed_and_its_waiting_connections_served() 
             b"GET /block/60000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         )
     });
-    let line = h.log.wait_for("] blocking");
-    let blocked: u32 = line
-        .split("[worker ")
-        .nth(1)
-        .and_then(|rest| rest.split(']').next())
-        .and_then(|id| id.parse().ok())
-        .expect("the stuck worker's id");
+    let blocked = worker_of_line(&h.log.wait_for("] blocking"));
     // It took the connection it is stuck on: it owes nothing until it is handed another,
     // which it cannot accept. Each of these is answered, by the other worker.
     let waiting: Vec<_> = (0..4)

@@ -487,3 +487,11 @@ pub fn assert_refused(cmd: &mut Command, says: &str) {
     assert!(lines[0].contains(says), "{what}: {err}");
     assert!(!lines[0].contains("  "), "{what}: single-spaced: {err}");
 }
+
+/// The worker id of a line an exec'd worker wrote, as herd prefixes it: `[worker N] …`.
+pub fn worker_of_line(line: &str) -> u32 {
+    (line.split("[worker ").nth(1))
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no [worker N] prefix in {line:?}"))
+}
