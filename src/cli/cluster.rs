@@ -176,6 +176,41 @@ pub struct TimeoutArgs {
     keep_alive_timeout: Duration,
 }
 
+/// `--proxy-protocol` and its timeout, for the listeners of `herd serve` and `herd proxy`.
+#[derive(Debug, clap::Args)]
+pub struct ProxyProtocolArgs {
+    /// Every connection must start with a PROXY protocol header (v1 or v2), as an L4
+    /// balancer in front writes it; the client address it names is the one herd uses (the
+    /// requests' peer address, X-Forwarded-For, the logs, --policy ip-hash). Connections
+    /// without one are closed.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// Seconds a connection has to send its whole PROXY protocol header.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "3",
+        allow_negative_numbers = true,
+        value_parser = duration::at_least(Duration::from_millis(1))
+    )]
+    proxy_protocol_timeout: Duration,
+}
+
+impl ProxyProtocolArgs {
+    /// How long a connection has to send its header, if one is required.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.proxy_protocol.then_some(self.proxy_protocol_timeout)
+    }
+
+    /// Tells the cluster's master (`ip-hash` hashes the client the header names).
+    pub fn apply(&self, cluster: Cluster) -> Cluster {
+        match self.deadline() {
+            Some(wait) => cluster.proxy_protocol(wait),
+            None => cluster,
+        }
+    }
+}
+
 impl TimeoutArgs {
     /// The time limits these flags give.
     pub fn timeouts(&self) -> crate::http::Timeouts {

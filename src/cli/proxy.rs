@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::cluster::{ClusterArgs, OpsArgs, TimeoutArgs};
+use super::cluster::{ClusterArgs, OpsArgs, ProxyProtocolArgs, TimeoutArgs};
 use super::{duration, one_of, Outcome};
 use crate::proxy::{self, Balance, Target};
 use crate::proxy_protocol::Version;
@@ -82,20 +82,8 @@ pub struct ProxyArgs {
     /// there is forged. Leave it off behind a balancer or proxy that sets them.
     #[arg(long)]
     strip_forwarded: bool,
-    /// Every client connection must start with a PROXY protocol header (v1 or v2), as an L4
-    /// balancer in front writes it; its client address is the one forwarded and logged.
-    /// Connections without one are closed.
-    #[arg(long)]
-    proxy_protocol: bool,
-    /// Seconds a client connection has to send its whole PROXY protocol header.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value = "3",
-        allow_negative_numbers = true,
-        value_parser = duration::at_least(Duration::from_millis(1))
-    )]
-    proxy_protocol_timeout: Duration,
+    #[command(flatten)]
+    proxy_protocol: ProxyProtocolArgs,
     /// Start each new connection to a target with a PROXY protocol header naming the client.
     /// Such a connection is reused only by the client connection that opened it.
     #[arg(long, value_name = "VERSION", value_parser = one_of(Version::ALL, Version::name))]
@@ -127,14 +115,14 @@ pub fn run(args: ProxyArgs) -> Outcome {
     config.change_origin = args.change_origin;
     config.tunnel_timeout = args.tunnel_timeout;
     config.strip_forwarded = args.strip_forwarded;
-    config.proxy_protocol = args.proxy_protocol;
-    config.proxy_protocol_timeout = args.proxy_protocol_timeout;
+    if let Some(deadline) = args.proxy_protocol.deadline() {
+        config.proxy_protocol = true;
+        config.proxy_protocol_timeout = deadline;
+    }
     config.send_proxy = args.send_proxy;
     config.timeouts = args.timeouts.timeouts();
     let mut cluster = args.ops.apply(args.cluster.cluster());
-    if args.proxy_protocol {
-        cluster = cluster.proxy_protocol(args.proxy_protocol_timeout);
-    }
+    cluster = args.proxy_protocol.apply(cluster);
     if let Some((command, n, base)) = instances {
         cluster = cluster.instances(command, n, base);
         if let Some(path) = args.ready_path {

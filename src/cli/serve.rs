@@ -1,7 +1,7 @@
 //! `herd serve`: a [`Cluster`](crate::Cluster) built from the flags, serving one of the
 //! built-in [`App`]s on every `--listen` address.
 
-use super::cluster::{ClusterArgs, OpsArgs, TimeoutArgs};
+use super::cluster::{ClusterArgs, OpsArgs, ProxyProtocolArgs, TimeoutArgs};
 use super::{one_of, Outcome};
 use crate::app::App;
 use crate::http::Limits;
@@ -35,20 +35,8 @@ pub struct ServeArgs {
     ops: OpsArgs,
     #[command(flatten)]
     timeouts: TimeoutArgs,
-    /// Every connection must start with a PROXY protocol header (v1 or v2), as an L4
-    /// balancer in front writes it; its client address is the requests' peer address.
-    /// Connections without one are closed.
-    #[arg(long)]
-    proxy_protocol: bool,
-    /// Seconds a connection has to send its whole PROXY protocol header.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value = "3",
-        allow_negative_numbers = true,
-        value_parser = super::duration::at_least(std::time::Duration::from_millis(1))
-    )]
-    proxy_protocol_timeout: std::time::Duration,
+    #[command(flatten)]
+    proxy_protocol: ProxyProtocolArgs,
 }
 
 /// Runs `herd serve` until the cluster stops.
@@ -63,13 +51,11 @@ pub fn run(args: ServeArgs) -> Outcome {
     for addr in &args.listen {
         cluster = cluster.listen(addr.clone());
     }
-    if args.proxy_protocol {
-        cluster = cluster.proxy_protocol(args.proxy_protocol_timeout);
-    }
+    cluster = args.proxy_protocol.apply(cluster);
     let cluster = args.ops.apply(cluster);
     let handler = args.app.handler();
     let timeouts = args.timeouts.timeouts();
-    let proxy_protocol = args.proxy_protocol.then_some(args.proxy_protocol_timeout);
+    let proxy_protocol = args.proxy_protocol.deadline();
     let addrs = args.listen;
     let cluster = cluster.worker(move |w| {
         for addr in &addrs {
