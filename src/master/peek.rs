@@ -36,7 +36,7 @@ use crate::link::Accepted;
 use crate::proxy_protocol::{self, V2_MAX_PAYLOAD};
 
 /// Connections waiting for the rest of their header, at most.
-pub(super) const MAX_WAITING: usize = 4096;
+const MAX_WAITING: usize = 4096;
 /// The longest header: v2's 16-byte preamble and its largest payload (v1's is shorter).
 const HEADER_MAX: usize = 16 + V2_MAX_PAYLOAD;
 
