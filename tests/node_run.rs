@@ -32,17 +32,6 @@ fn worker_of(addr: SocketAddr) -> u32 {
     r.text().trim().parse().expect("a worker id")
 }
 
-/// Stops the master with SIGTERM; it exits 0 and leaves no worker process behind.
-fn stop(mut h: Herd) {
-    let pids = h.live_worker_pids();
-    h.signal(libc::SIGTERM);
-    let status = h.wait_exit();
-    assert!(status.success(), "{status:?}\n{}", h.log.lines().join("\n"));
-    for pid in pids {
-        wait_until("the node worker gone", || is_gone(pid));
-    }
-}
-
 #[test]
 fn the_seed_program_runs_unmodified_as_herds_workers() {
     // The design document's program verbatim: it listens on 127.0.0.1:3000, which the
@@ -78,7 +67,7 @@ fn the_seed_program_runs_unmodified_as_herds_workers() {
     assert_eq!(post(admin, "/workers/9/message", b"1").status, 404);
     assert_eq!(post(admin, "/workers/1/message", b"not json").status, 400);
     let log = h.log.clone();
-    stop(h);
+    h.stop();
     for id in 1..=2 {
         log.wait_for(&format!("worker {id} disconnected"));
         log.wait_for(&format!("worker {id} exited (code 0)"));
@@ -110,7 +99,7 @@ fn round_robin_gives_each_of_3_node_workers_exactly_10_of_30_connections() {
             "connection {k} broke the rotation: {ids:?}"
         );
     }
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -128,7 +117,7 @@ fn the_node_and_shared_policies_serve_node_workers() {
         if policy == "node" {
             assert_eq!(seen.len(), 2, "{policy}: {seen:?}");
         }
-        stop(h);
+        h.stop();
     }
 }
 
@@ -182,7 +171,7 @@ fn a_node_worker_killed_with_connections_waiting_is_replaced_and_they_are_served
     // The request the stuck worker had taken died with it (it was the worker's, not the
     // master's).
     assert!(stuck.join().unwrap().is_empty());
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -205,7 +194,7 @@ fn a_connection_a_node_worker_refuses_goes_to_another() {
     }
     h.log
         .wait_for("gave a connection back; handing it to another");
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -253,7 +242,7 @@ fn two_listen_0_servers_in_each_node_worker_are_two_ports_each_served_by_every_w
         assert_eq!(server.len(), 1, "{addr}: one server per port: {server:?}");
         assert_eq!(seen.len(), 2, "{addr}: {seen:?}");
     }
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -314,7 +303,7 @@ fn an_https_node_worker_serves_tls_through_herd() {
         .map(str::to_string)
         .collect();
     assert_eq!(ids, BTreeSet::from(["1".to_string(), "2".to_string()]));
-    stop(h);
+    h.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -341,7 +330,7 @@ fn a_reload_under_load_answers_every_request_and_replaces_every_node_worker() {
         h.log.wait_for(&format!("worker {old} exited (code 0)"));
     }
     assert!(worker_of(h.addr) >= 3);
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -367,7 +356,7 @@ fn a_node_worker_that_breaks_the_protocol_is_killed_and_replaced() {
             seen.insert(worker_of(h.addr));
             seen.contains(&2) && seen.contains(&3)
         });
-        stop(h);
+        h.stop();
     }
 }
 
@@ -445,5 +434,5 @@ fn connections_right_behind_a_large_message_reach_the_right_node_worker_sockets(
             assert_eq!(c.join().unwrap(), 1);
         }
     }
-    stop(h);
+    h.stop();
 }

@@ -36,16 +36,6 @@ fn pid_of(h: &Herd) -> i32 {
     r.text().parse().expect("a pid")
 }
 
-fn stop(mut h: Herd) {
-    let pids = h.live_worker_pids();
-    h.signal(libc::SIGTERM);
-    let status = h.wait_exit();
-    assert!(status.success(), "{status:?}\n{}", h.log.lines().join("\n"));
-    for pid in pids {
-        wait_until("the worker gone", || is_gone(pid));
-    }
-}
-
 #[test]
 fn both_policies_serve_from_the_sockets_the_workers_were_given() {
     for policy in ["shared", "reuseport"] {
@@ -61,7 +51,7 @@ fn both_policies_serve_from_the_sockets_the_workers_were_given() {
             seen.insert(pid);
         }
         assert!(!seen.is_empty());
-        stop(h);
+        h.stop();
     }
 }
 
@@ -75,7 +65,7 @@ fn a_killed_worker_is_respawned_and_serves() {
     h.log.wait_for("worker 3 listening on");
     let new = h.forks()[&3];
     wait_until("the new worker to serve", || pid_of(&h) == new);
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -103,7 +93,7 @@ fn a_reload_under_load_answers_every_request_and_replaces_every_pid() {
     for _ in 0..10 {
         assert!(after.contains(&pid_of(&h)));
     }
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -117,7 +107,7 @@ fn a_program_that_never_notifies_is_ready_after_ready_after() {
     h.log.wait_for("sent no READY=1: taken as ready");
     h.log.wait_for("master ready");
     assert!(pid_of(&h) > 0);
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -137,7 +127,7 @@ fn every_output_line_arrives_whole_and_prefixed() {
             }
         }
     }
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -305,7 +295,7 @@ fn status_and_metrics_count_the_worker_process_tree_and_its_slot_restarts() {
     assert!(get(admin, "/metrics")
         .text()
         .contains("herd_worker_slot_restarts{worker=\"2\"} 1"));
-    stop(h);
+    h.stop();
 }
 
 #[test]
@@ -323,6 +313,6 @@ fn max_worker_rss_limits_the_process_tree_not_only_the_worker() {
     let second = h.forks()[&2];
     wait_until("the replacement to serve", || pid_of(&h) == second);
     wait_until("the old worker gone", || is_gone(first));
-    stop(h);
+    h.stop();
     let _ = std::fs::remove_dir(&mark);
 }

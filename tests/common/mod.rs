@@ -194,6 +194,21 @@ impl Herd {
     pub fn wait_exit(&mut self) -> ExitStatus {
         wait_exit(&mut self.child)
     }
+
+    /// Stops the master with SIGTERM: it exits 0 and leaves no worker process behind.
+    pub fn stop(mut self) {
+        let pids = self.live_worker_pids();
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit();
+        assert!(
+            status.success(),
+            "{status:?}\n{}",
+            self.log.lines().join("\n")
+        );
+        for pid in pids {
+            wait_until("the worker gone", || is_gone(pid));
+        }
+    }
 }
 
 /// Waits (with the deadline) for a child to exit.
